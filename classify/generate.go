@@ -1,0 +1,3 @@
+package classify
+
+//go:generate go test -run TestDefaultRulesUpToDate -update .

@@ -1,0 +1,65 @@
+package event
+
+// ScopeType is a dimension incidents live in (alerts-v1 scope_type).
+type ScopeType uint8
+
+const (
+	ScopeTerminal ScopeType = iota
+	ScopeMerchant
+	ScopeRegion
+	ScopeCarrier
+	ScopeNetwork
+	ScopeHost
+	ScopeAcquirer
+	ScopeIssuer
+	ScopeModel
+
+	NumScopeTypes
+)
+
+var scopeNames = [NumScopeTypes]string{
+	"terminal", "merchant", "region", "carrier", "network", "host", "acquirer", "issuer", "model",
+}
+
+func (s ScopeType) String() string {
+	if s < NumScopeTypes {
+		return scopeNames[s]
+	}
+	return "invalid"
+}
+
+// ParseScopeType maps an alerts-v1 scope_type name to a ScopeType.
+func ParseScopeType(s string) (ScopeType, bool) {
+	for i, n := range scopeNames {
+		if n == s {
+			return ScopeType(i), true
+		}
+	}
+	return 0, false
+}
+
+// ScopeID returns the event's value for dimension t, "" when the event does
+// not carry it. The detector refines the model scope to model/firmware.
+func (e *Event) ScopeID(t ScopeType) string {
+	switch t {
+	case ScopeTerminal:
+		return e.Terminal
+	case ScopeMerchant:
+		return e.Merchant
+	case ScopeRegion:
+		return e.Region
+	case ScopeCarrier:
+		return e.Carrier
+	case ScopeNetwork:
+		return e.Network
+	case ScopeHost:
+		return e.Host
+	case ScopeAcquirer:
+		return e.Acquirer
+	case ScopeIssuer:
+		return e.Issuer
+	case ScopeModel:
+		return e.Model
+	}
+	return ""
+}

@@ -1,0 +1,3 @@
+module github.com/declinemon/declinemon
+
+go 1.26

@@ -1,0 +1,428 @@
+// Package ingest turns raw event-v1 messages into validated events: a pure,
+// allocation-light decoder (bytes → event.Event or a DecodeError with a
+// reason from a fixed set) and masking of card data for any copy of a
+// rejected message kept for diagnosis. Transport (files, Kafka) lives with
+// the callers.
+package ingest
+
+import (
+	"github.com/declinemon/declinemon/event"
+)
+
+// DecoderConfig controls decoding. The zero value is usable.
+type DecoderConfig struct {
+	// DefaultScheme applies to events without a "scheme" field.
+	// Zero means iso8583.
+	DefaultScheme event.Scheme
+	// MaxMessageBytes rejects larger messages as too_large. Zero means 64 KiB.
+	MaxMessageBytes int
+	// MaxInterned bounds the string interner. Zero means 1<<20 strings.
+	MaxInterned int
+}
+
+// Decoder decodes event-v1 messages. It keeps scratch buffers and an
+// interner, so use one per goroutine.
+type Decoder struct {
+	scheme   event.Scheme
+	maxBytes int
+	intern   *Interner
+	sc       scanner
+}
+
+// NewDecoder returns a Decoder for cfg.
+func NewDecoder(cfg DecoderConfig) *Decoder {
+	d := &Decoder{scheme: cfg.DefaultScheme, maxBytes: cfg.MaxMessageBytes, intern: NewInterner(cfg.MaxInterned)}
+	if d.scheme == event.SchemeUnset {
+		d.scheme = event.SchemeISO8583
+	}
+	if d.maxBytes <= 0 {
+		d.maxBytes = 64 << 10
+	}
+	return d
+}
+
+const (
+	seenEventID = 1 << iota
+	seenTS
+	seenTerminal
+	seenMerchant
+	seenAllRequired = seenEventID | seenTS | seenTerminal | seenMerchant
+)
+
+// Decode validates data as one event-v1 object and fills ev. On rejection it
+// returns a *DecodeError and ev holds partial data that must not be used.
+// Steady-state cost is one allocation (the event id).
+func (d *Decoder) Decode(data []byte, ev *event.Event) error {
+	ev.Reset()
+	if len(data) > d.maxBytes {
+		return reject(ReasonTooLarge, "", "message exceeds the size limit")
+	}
+	err := d.decode(data, ev)
+	if err != nil && err.Reason != ReasonSensitiveData && carriesSensitiveKey(data) {
+		// A message that is both malformed and carries card data is
+		// reported as sensitive: that is what its owner must act on.
+		return reject(ReasonSensitiveData, "", "message carries card data fields")
+	}
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func (d *Decoder) decode(data []byte, ev *event.Event) *DecodeError {
+	s := &d.sc
+	s.b, s.i = data, 0
+	if !s.expect('{') {
+		return reject(ReasonInvalidJSON, "", "message is not a JSON object")
+	}
+	seen := 0
+	scheme := d.scheme
+	var sensitive string
+	if !s.expect('}') {
+		for {
+			if s.peek() != '"' {
+				return reject(ReasonInvalidJSON, "", "expected a field name")
+			}
+			key, ok := s.str()
+			if !ok {
+				return reject(ReasonInvalidJSON, "", "malformed field name")
+			}
+			if !s.expect(':') {
+				return reject(ReasonInvalidJSON, "", "expected ':' after a field name")
+			}
+			s.ws()
+			if err := d.field(key, ev, &seen, &scheme, &sensitive); err != nil {
+				return err
+			}
+			if s.expect(',') {
+				continue
+			}
+			if s.expect('}') {
+				break
+			}
+			return reject(ReasonInvalidJSON, "", "expected ',' or '}' after a value")
+		}
+	}
+	if s.peek() != 0 {
+		return reject(ReasonInvalidJSON, "", "trailing data after the JSON object")
+	}
+	if sensitive != "" {
+		return reject(ReasonSensitiveData, sensitive, "card data must never be sent to the monitor")
+	}
+	if seen&seenAllRequired != seenAllRequired {
+		switch {
+		case seen&seenEventID == 0:
+			return reject(ReasonMissingField, "event_id", "required field is missing")
+		case seen&seenTS == 0:
+			return reject(ReasonMissingField, "ts", "required field is missing")
+		case seen&seenTerminal == 0:
+			return reject(ReasonMissingField, "terminal_id", "required field is missing")
+		default:
+			return reject(ReasonMissingField, "merchant_id", "required field is missing")
+		}
+	}
+	if ev.ResponseCode == "" && ev.TerminalError == "" {
+		return reject(ReasonMissingField, "response_code", "an event needs response_code or terminal_error")
+	}
+	if ev.TxnType == "" {
+		ev.TxnType = "sale"
+	}
+	ev.Scheme = scheme
+	return nil
+}
+
+// sensitiveKeys are field names that carry card data (event-v1).
+var sensitiveKeys = [...]string{"pan", "card_number", "track1", "track2", "cvv", "cvv2", "pin", "pin_block"}
+
+func isSensitiveKey(k []byte) bool {
+	for _, s := range sensitiveKeys {
+		if string(k) == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Scheme, sensitive *string) *DecodeError {
+	s := &d.sc
+	switch string(key) {
+	case "event_id":
+		v, err := d.reqString("event_id", 128)
+		if err != nil {
+			return err
+		}
+		ev.ID = string(v)
+		*seen |= seenEventID
+	case "ts":
+		v, err := d.reqString("ts", 64)
+		if err != nil {
+			return err
+		}
+		t, ok := parseTimestamp(v)
+		if !ok {
+			return reject(ReasonBadTimestamp, "ts", "not an RFC 3339 timestamp with offset")
+		}
+		ev.Time = t
+		*seen |= seenTS
+	case "terminal_id":
+		v, err := d.reqString("terminal_id", 64)
+		if err != nil {
+			return err
+		}
+		ev.Terminal = d.intern.Bytes(v)
+		*seen |= seenTerminal
+	case "merchant_id":
+		v, err := d.reqString("merchant_id", 64)
+		if err != nil {
+			return err
+		}
+		ev.Merchant = d.intern.Bytes(v)
+		*seen |= seenMerchant
+	case "response_code":
+		v, err := d.optString("response_code", 2)
+		if err != nil {
+			return err
+		}
+		if len(v) == 1 {
+			return reject(ReasonOutOfRange, "response_code", "must be exactly 2 characters")
+		}
+		ev.ResponseCode = d.intern.Bytes(v)
+	case "terminal_error":
+		v, err := d.optString("terminal_error", 64)
+		if err != nil {
+			return err
+		}
+		ev.TerminalError = d.intern.Bytes(v)
+	case "scheme":
+		v, err := d.optString("scheme", 16)
+		if err != nil {
+			return err
+		}
+		if len(v) > 0 {
+			sc, ok := event.ParseScheme(string(v))
+			if !ok {
+				return reject(ReasonInvalidValue, "scheme", "must be cup or iso8583")
+			}
+			*scheme = sc
+		}
+	case "txn_type":
+		return d.enum("txn_type", &ev.TxnType, "sale", "refund", "void", "preauth", "preauth_complete", "balance_inquiry", "reversal")
+	case "entry_mode":
+		return d.enum("entry_mode", &ev.EntryMode, "chip", "swipe", "contactless", "qr", "manual", "fallback")
+	case "network":
+		return d.enum("network", &ev.Network, "4g", "5g", "wifi", "ethernet", "gprs", "dialup")
+	case "currency":
+		v, err := d.optString("currency", 3)
+		if err != nil {
+			return err
+		}
+		if len(v) > 0 {
+			if len(v) != 3 || !isUpperAlpha(v) {
+				return reject(ReasonInvalidValue, "currency", "must be an ISO 4217 alpha-3 code")
+			}
+			ev.Currency = d.intern.Bytes(v)
+		}
+	case "card_bin":
+		v, ok := d.stringValue()
+		if !ok {
+			return d.typeErr("card_bin", "string")
+		}
+		if len(v) == 0 {
+			return nil
+		}
+		if !isDigits(v) {
+			return reject(ReasonInvalidValue, "card_bin", "must be 6 to 8 digits")
+		}
+		if len(v) > 8 {
+			*sensitive = "card_bin"
+			return nil
+		}
+		if len(v) < 6 {
+			return reject(ReasonOutOfRange, "card_bin", "must be 6 to 8 digits")
+		}
+		ev.CardBIN = d.intern.Bytes(v)
+	case "issuer_id":
+		return d.optInterned("issuer_id", &ev.Issuer)
+	case "acquirer_id":
+		return d.optInterned("acquirer_id", &ev.Acquirer)
+	case "host_id":
+		return d.optInterned("host_id", &ev.Host)
+	case "region":
+		return d.optInterned("region", &ev.Region)
+	case "carrier":
+		return d.optInterned("carrier", &ev.Carrier)
+	case "model":
+		return d.optInterned("model", &ev.Model)
+	case "firmware":
+		return d.optInterned("firmware", &ev.Firmware)
+	case "amount_minor":
+		v, present, err := d.intValue("amount_minor", 0, 1<<62)
+		if err != nil {
+			return err
+		}
+		if present {
+			ev.AmountMinor = v
+		}
+	case "signal_dbm":
+		v, present, err := d.intValue("signal_dbm", -200, 50)
+		if err != nil {
+			return err
+		}
+		if present {
+			ev.SignalDBM, ev.HasSignal = int32(v), true
+		}
+	case "latency_ms":
+		v, present, err := d.intValue("latency_ms", 0, 1<<31-1)
+		if err != nil {
+			return err
+		}
+		if present {
+			ev.LatencyMS = int32(v)
+		}
+	case "battery_pct":
+		v, present, err := d.intValue("battery_pct", 0, 100)
+		if err != nil {
+			return err
+		}
+		if present {
+			ev.BatteryPct = int8(v)
+		}
+	default:
+		if isSensitiveKey(key) {
+			*sensitive = sensitiveName(key)
+		}
+		if !s.skip(0) {
+			return reject(ReasonInvalidJSON, "", "malformed value")
+		}
+	}
+	return nil
+}
+
+func sensitiveName(k []byte) string {
+	for _, s := range sensitiveKeys {
+		if string(k) == s {
+			return s
+		}
+	}
+	return ""
+}
+
+// stringValue reads a string value; ok is false for any other JSON type
+// (null reads as an empty string).
+func (d *Decoder) stringValue() ([]byte, bool) {
+	s := &d.sc
+	if s.i < len(s.b) && s.b[s.i] == 'n' && s.literal("null") {
+		return nil, true
+	}
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return nil, false
+	}
+	return s.str()
+}
+
+// typeErr distinguishes a syntax error from a well-formed value of the
+// wrong type.
+func (d *Decoder) typeErr(field, want string) *DecodeError {
+	s := &d.sc
+	if !s.skip(0) {
+		return reject(ReasonInvalidJSON, field, "malformed value")
+	}
+	return reject(ReasonBadType, field, "must be a "+want)
+}
+
+func (d *Decoder) reqString(field string, max int) ([]byte, *DecodeError) {
+	s := &d.sc
+	if s.i < len(s.b) && s.b[s.i] == 'n' && s.literal("null") {
+		return nil, reject(ReasonMissingField, field, "required field is null")
+	}
+	v, ok := d.stringValue()
+	if !ok {
+		return nil, d.typeErr(field, "string")
+	}
+	if len(v) == 0 {
+		return nil, reject(ReasonOutOfRange, field, "must not be empty")
+	}
+	if len(v) > max {
+		return nil, reject(ReasonOutOfRange, field, "is too long")
+	}
+	return v, nil
+}
+
+func (d *Decoder) optString(field string, max int) ([]byte, *DecodeError) {
+	v, ok := d.stringValue()
+	if !ok {
+		return nil, d.typeErr(field, "string")
+	}
+	if len(v) > max {
+		return nil, reject(ReasonOutOfRange, field, "is too long")
+	}
+	return v, nil
+}
+
+func (d *Decoder) optInterned(field string, dst *string) *DecodeError {
+	v, err := d.optString(field, 64)
+	if err != nil {
+		return err
+	}
+	*dst = d.intern.Bytes(v)
+	return nil
+}
+
+func (d *Decoder) enum(field string, dst *string, allowed ...string) *DecodeError {
+	v, err := d.optString(field, 32)
+	if err != nil {
+		return err
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	for _, a := range allowed {
+		if string(v) == a {
+			*dst = a
+			return nil
+		}
+	}
+	return reject(ReasonInvalidValue, field, "is not one of the allowed values")
+}
+
+func (d *Decoder) intValue(field string, min, max int64) (int64, bool, *DecodeError) {
+	s := &d.sc
+	if s.i >= len(s.b) {
+		return 0, false, reject(ReasonInvalidJSON, field, "missing value")
+	}
+	c := s.b[s.i]
+	if c == 'n' && s.literal("null") {
+		return 0, false, nil
+	}
+	if c != '-' && (c < '0' || c > '9') {
+		return 0, false, d.typeErr(field, "integer")
+	}
+	v, isInt, fits, ok := s.number()
+	switch {
+	case !ok:
+		return 0, false, reject(ReasonInvalidJSON, field, "malformed number")
+	case !isInt:
+		return 0, false, reject(ReasonBadType, field, "must be an integer")
+	case !fits || v < min || v > max:
+		return 0, false, reject(ReasonOutOfRange, field, "is out of range")
+	}
+	return v, true, nil
+}
+
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+func isUpperAlpha(b []byte) bool {
+	for _, c := range b {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
+}
