@@ -1,0 +1,475 @@
+package alerting
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+)
+
+// candidate statistics for one scope in one evaluation
+type candStats struct {
+	n     int     // attempts in the scope's window
+	p0    float64 // baseline rate of the rule's cause
+	k     int     // failures attributed when chosen
+	nRes  int
+	aff   int
+	start int64
+}
+
+// narrowness orders scope types from narrowest to widest, to break exact
+// ties in attribution (a host serving exactly one region is reported as
+// the host: that is where ops act).
+var narrowness = [event.NumScopeTypes]int{
+	event.ScopeTerminal: 0, event.ScopeModel: 1, event.ScopeMerchant: 2, event.ScopeHost: 3,
+	event.ScopeCarrier: 4, event.ScopeIssuer: 5, event.ScopeRegion: 6, event.ScopeNetwork: 7, event.ScopeAcquirer: 8,
+}
+
+// evalRule runs one record-based detector at tick end T.
+//
+// Attribution is greedy: among the scopes whose residual failures pass the
+// test, take the one with the largest surprise (the most concentrated
+// failures), mark its failures explained, and repeat on what is left. A
+// carrier failing in every region wins over each region, because inside
+// the carrier nearly every attempt fails while each region is diluted by
+// its healthy carriers; once the carrier's failures are explained the
+// regions are back to normal and raise nothing. Scopes already firing are
+// taken first so an incident keeps its scope while it lasts.
+func (e *Engine) evalRule(r *rule, T int64) {
+	q := e.queues[r.cause]
+	recs := q.live()
+	var from, to [event.NumScopeTypes]int64
+	var slotTo [event.NumScopeTypes]int32
+	for _, t := range r.scopes {
+		slotTo[t] = e.slot(t, T-1) + 1
+		from[t] = slotEpoch + int64(slotTo[t]-e.nb[t])*e.width[t]
+		to[t] = T
+	}
+	e.gen++
+	g := e.gen
+	e.touched = e.touched[:0]
+	for i := range recs {
+		rec := &recs[i]
+		for _, t := range r.scopes {
+			s := rec.dims[t]
+			if s == nil || rec.ts < from[t] {
+				continue
+			}
+			if s.gen != g {
+				s.gen, s.k, s.cand = g, 0, -1
+				e.touched = append(e.touched, s)
+			}
+			s.k++
+		}
+	}
+	hold := max(1, r.cfg.MinFailures/2)
+	cands := e.cands[:0]
+	for _, s := range e.touched {
+		if int(s.k) >= hold || s.incident(r.idx) != nil {
+			s.cand = int32(len(cands))
+			cands = append(cands, s)
+		}
+	}
+	for _, inc := range r.active {
+		s := inc.scope
+		if s.gen != g {
+			s.gen, s.k = g, 0
+			s.cand = int32(len(cands))
+			cands = append(cands, s)
+		}
+	}
+	e.cands = cands
+	stats := make([]candStats, len(cands))
+	for i, s := range cands {
+		st := &stats[i]
+		st.n = s.attempts(slotTo[s.typ]-e.nb[s.typ], slotTo[s.typ])
+		st.p0 = s.baselineRate(int(r.cause), e.poolRate(int(r.cause)), e.cfg.PriorWeight, e.cfg.MinBaseline)
+	}
+	e.chosen = slices.Grow(e.chosen[:0], len(cands))[:len(cands)]
+	clear(e.chosen)
+	e.covered = slices.Grow(e.covered[:0], len(recs))[:len(recs)]
+	clear(e.covered)
+
+	var picked []int
+	for len(cands) > 0 {
+		for _, s := range cands {
+			s.kRes, s.aff = 0, 0
+		}
+		clear(e.pairs)
+		for i := range recs {
+			if e.covered[i] {
+				continue
+			}
+			rec := &recs[i]
+			term := rec.dims[event.ScopeTerminal]
+			for _, t := range r.scopes {
+				s := rec.dims[t]
+				if s == nil || s.gen != g || s.cand < 0 || e.chosen[s.cand] || rec.ts < from[t] {
+					continue
+				}
+				s.kRes++
+				if t == event.ScopeTerminal {
+					s.aff = 1
+				} else if _, dup := e.pairs[[2]*scope{s, term}]; !dup {
+					e.pairs[[2]*scope{s, term}] = struct{}{}
+					s.aff++
+				}
+			}
+		}
+		best, bestFiring, bestScore := -1, false, 0.0
+		for i, s := range cands {
+			if e.chosen[i] {
+				continue
+			}
+			st := &stats[i]
+			k := int(s.kRes)
+			n := max(st.n-int(s.k-s.kRes), k)
+			firing := s.incident(r.idx) != nil
+			if !e.passes(r, s.typ, k, n, int(s.aff), st.p0, firing) {
+				continue
+			}
+			score := surprise(k, n, st.p0)
+			better := best < 0 ||
+				(firing && !bestFiring) ||
+				(firing == bestFiring && (score > bestScore ||
+					(score == bestScore && narrowness[s.typ] < narrowness[cands[best].typ])))
+			if better {
+				best, bestFiring, bestScore = i, firing, score
+			}
+		}
+		if best < 0 {
+			break
+		}
+		s := cands[best]
+		e.chosen[best] = true
+		st := &stats[best]
+		st.k = int(s.kRes)
+		st.nRes = max(st.n-int(s.k-s.kRes), st.k)
+		st.aff = int(s.aff)
+		st.start = 0
+		for i := range recs {
+			rec := &recs[i]
+			if !e.covered[i] && rec.dims[s.typ] == s && rec.ts >= from[s.typ] {
+				e.covered[i] = true
+				if st.start == 0 || rec.ts < st.start {
+					st.start = rec.ts
+				}
+				if m := rec.dims[event.ScopeMerchant]; m != nil {
+					if m.covTick != e.tickNo {
+						m.covTick, m.covCauses = e.tickNo, 0
+					}
+					m.covCauses |= 1 << r.cause
+				}
+			}
+		}
+		picked = append(picked, best)
+	}
+
+	for _, i := range picked {
+		s, st := cands[i], &stats[i]
+		if inc := s.incident(r.idx); inc != nil {
+			inc.quietSince = 0
+			e.update(inc, st.k, st.nRes, st.aff, st.p0)
+			continue
+		}
+		if s.typ == event.ScopeTerminal && e.underNetworkOutage(s) {
+			e.stats.Inhibited++
+			continue
+		}
+		ev := e.evidence(recs, r, s, from[s.typ])
+		e.fire(r, r.kindFor(s.typ), s, T, st, ev)
+	}
+	e.settle(r, T)
+}
+
+// passes applies the rule's test. A firing scope only has to stay clearly
+// abnormal (half the thresholds, no significance test) to keep firing;
+// this is the hysteresis that stops a flapping scope from opening a new
+// incident every minute.
+func (e *Engine) passes(r *rule, t event.ScopeType, k, n, aff int, p0 float64, firing bool) bool {
+	if n <= 0 || k <= 0 {
+		return false
+	}
+	rate := float64(k) / float64(n)
+	c := r.cfg
+	if firing {
+		return k >= max(1, c.MinFailures/2) && rate >= c.MinRate/2 && rate >= c.MinRatio/2*p0
+	}
+	if k < c.MinFailures || rate < c.MinRate || rate < c.MinRatio*p0 {
+		return false
+	}
+	if t != event.ScopeTerminal && aff < c.MinAffected {
+		return false
+	}
+	return binomTail(k, n, p0) <= e.cfg.Alpha
+}
+
+// underNetworkOutage reports whether any scope of the terminal has a firing
+// network outage: its terminal alerts are inhibited.
+func (e *Engine) underNetworkOutage(term *scope) bool {
+	if term.dims == nil {
+		return false
+	}
+	for _, s := range term.dims {
+		if s != nil && s != term && s.incident(ruleNetwork) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// settle resolves incidents of r that were not re-confirmed at T once they
+// have looked normal for ClearAfter.
+func (e *Engine) settle(r *rule, T int64) {
+	keep := r.active[:0]
+	for _, inc := range r.active {
+		if inc.scope.gen == e.gen && inc.scope.cand >= 0 && e.chosen[inc.scope.cand] {
+			keep = append(keep, inc)
+			continue
+		}
+		if inc.quietSince == 0 {
+			inc.quietSince = T
+		}
+		if T-inc.quietSince >= int64(r.cfg.ClearAfter) {
+			e.resolve(inc, inc.quietSince)
+			continue
+		}
+		keep = append(keep, inc)
+	}
+	clear(r.active[len(keep):])
+	r.active = keep
+}
+
+// evalDeclineSpike tests merchants whose overall decline rate departs from
+// their baseline. A spike whose excess is mostly one cause owned by a more
+// specific detector (fraud, MAC/key at the merchant) or explained this tick
+// by a firing incident elsewhere (a network outage over the merchant's
+// terminals) is left to that detector.
+func (e *Engine) evalDeclineSpike(r *rule, T int64) {
+	t := event.ScopeMerchant
+	slotTo := e.slot(t, T-1) + 1
+	fromSlot := slotTo - e.nb[t]
+	cands := e.dirtyMerchants
+	for _, inc := range r.active {
+		if inc.scope.dirtyTick != e.tickNo {
+			cands = append(cands, inc.scope)
+		}
+	}
+	e.gen++
+	for _, s := range cands {
+		if s.gen == e.gen || s.evicted {
+			continue
+		}
+		s.gen, s.cand = e.gen, -1
+		n, f := s.window(fromSlot, slotTo)
+		k := f[declines]
+		p0 := s.baselineRate(declines, e.poolRate(declines), e.cfg.PriorWeight, e.cfg.MinBaseline)
+		inc := s.incident(r.idx)
+		if !e.passes(r, t, k, n, 1, p0, inc != nil) {
+			continue
+		}
+		// Dominant cause: the largest excess over its own baseline.
+		dom, domExcess := event.CauseUnknown, -1.0
+		for c := event.CauseHardware; c < event.NumCauses; c++ {
+			pc := s.baselineRate(int(c), e.poolRate(int(c)), e.cfg.PriorWeight, 0)
+			if x := float64(f[c]) - float64(n)*pc; x > domExcess {
+				dom, domExcess = c, x
+			}
+		}
+		if inc == nil {
+			owned := dom == event.CauseFraudRisk || dom == event.CauseDataTransmission
+			explained := s.covTick == e.tickNo && s.covCauses&(1<<dom) != 0
+			if owned || explained {
+				e.stats.Suppressed++
+				continue
+			}
+			st := &candStats{n: n, p0: p0, k: k, nRes: n, aff: e.merchantTerminals(s, fromSlot)}
+			st.start = e.firstFailureSince(s, t, fromSlot, slotTo)
+			e.fire(r, r.kind, s, T, st, evidence{dominant: dom})
+		} else {
+			inc.quietSince = 0
+			e.update(inc, k, n, inc.alert.Affected, p0)
+		}
+		s.cand = 0 // marks "confirmed this tick" for settle
+	}
+	e.dirtyMerchants = e.dirtyMerchants[:0]
+	keep := r.active[:0]
+	for _, inc := range r.active {
+		s := inc.scope
+		if s.gen == e.gen && s.cand == 0 {
+			keep = append(keep, inc)
+			continue
+		}
+		if inc.quietSince == 0 {
+			inc.quietSince = T
+		}
+		if T-inc.quietSince >= int64(r.cfg.ClearAfter) {
+			e.resolve(inc, inc.quietSince)
+			continue
+		}
+		keep = append(keep, inc)
+	}
+	clear(r.active[len(keep):])
+	r.active = keep
+}
+
+// merchantTerminals counts the merchant's terminals with declines in the
+// window (bounded scan of the failure records).
+func (e *Engine) merchantTerminals(m *scope, fromSlot int32) int {
+	since := slotEpoch + int64(fromSlot)*e.width[event.ScopeMerchant]
+	seen := map[*scope]struct{}{}
+	for _, c := range recordCauses {
+		for i := range e.queues[c].live() {
+			rec := &e.queues[c].recs[e.queues[c].head+i]
+			if rec.dims[event.ScopeMerchant] == m && rec.ts >= since {
+				seen[rec.dims[event.ScopeTerminal]] = struct{}{}
+			}
+		}
+	}
+	return max(len(seen), 1)
+}
+
+// firstFailureSince estimates onset: the start of the first bucket in the
+// window whose decline rate was above twice the baseline.
+func (e *Engine) firstFailureSince(s *scope, t event.ScopeType, fromSlot, toSlot int32) int64 {
+	p0 := s.baselineRate(declines, e.poolRate(declines), e.cfg.PriorWeight, e.cfg.MinBaseline)
+	first := toSlot - 1
+	for i := range s.ring {
+		b := &s.ring[i]
+		if b.slot >= fromSlot && b.slot < toSlot && b.n > 0 && float64(b.f[declines]) > 2*p0*float64(b.n) && b.slot < first {
+			first = b.slot
+		}
+	}
+	return slotEpoch + int64(first)*e.width[t]
+}
+
+// evidence is what the alert text says about a new incident.
+type evidence struct {
+	codes    []string                   // most frequent codes, most frequent first
+	spread   [event.NumScopeTypes]int   // distinct values per dimension among its failures
+	single   [event.NumScopeTypes]string // the value when spread is 1
+	dominant event.Cause
+}
+
+func (e *Engine) evidence(recs []record, r *rule, s *scope, from int64) evidence {
+	ev := evidence{dominant: r.cause}
+	codes := map[string]int{}
+	var seen [event.NumScopeTypes]map[*scope]struct{}
+	for i := range recs {
+		rec := &recs[i]
+		if rec.dims[s.typ] != s || rec.ts < from {
+			continue
+		}
+		codes[rec.code]++
+		for t, d := range rec.dims {
+			if d == nil {
+				continue
+			}
+			if seen[t] == nil {
+				seen[t] = map[*scope]struct{}{}
+			}
+			seen[t][d] = struct{}{}
+			ev.single[t] = d.id
+		}
+	}
+	for t := range seen {
+		ev.spread[t] = len(seen[t])
+	}
+	for c := range codes {
+		ev.codes = append(ev.codes, c)
+	}
+	slices.SortFunc(ev.codes, func(a, b string) int {
+		return cmp.Or(cmp.Compare(codes[b], codes[a]), cmp.Compare(a, b))
+	})
+	if len(ev.codes) > 3 {
+		ev.codes = ev.codes[:3]
+	}
+	return ev
+}
+
+func (e *Engine) fire(r *rule, k Kind, s *scope, T int64, st *candStats, ev evidence) {
+	start := time.Unix(0, st.start).UTC()
+	if st.start == 0 {
+		start = time.Unix(0, T).UTC()
+	}
+	detected := time.Unix(0, T).UTC()
+	cause := r.cause
+	if r.cause == event.CauseNone {
+		cause = ev.dominant
+	}
+	a := Alert{
+		ID:         alertID(k, s.typ.String(), s.id, cause.String(), start),
+		State:      StateFiring,
+		Kind:       k,
+		Cause:      cause.String(),
+		ScopeType:  s.typ.String(),
+		ScopeID:    s.id,
+		StartsAt:   start,
+		DetectedAt: detected,
+		Labels:     e.labels(r, k, s, detected),
+	}
+	setCounts(&a, st.k, st.nRes, st.aff, st.p0)
+	if s.typ == event.ScopeTerminal && s.dims != nil && s.dims[event.ScopeMerchant] != nil {
+		a.Labels["merchant_id"] = s.dims[event.ScopeMerchant].id
+	}
+	a.Summary, a.Remedy = describe(&a, ev)
+	inc := &incident{alert: a, rule: r, scope: s}
+	s.setIncident(r.idx, inc)
+	r.active = append(r.active, inc)
+	e.stats.Fired++
+	e.emit(a)
+}
+
+func setCounts(a *Alert, k, n, aff int, p0 float64) {
+	a.Attempts, a.Failures, a.Affected = n, k, aff
+	if n > 0 {
+		a.Rate = round4(float64(k) / float64(n))
+	}
+	a.BaselineRate = round4(p0)
+}
+
+func round4(x float64) float64 { return float64(int64(x*10000+0.5)) / 10000 }
+
+// update refreshes a firing incident with the latest window, keeping the
+// peak failures and affected count so the resolved record tells how bad it
+// got.
+func (e *Engine) update(inc *incident, k, n, aff int, p0 float64) {
+	a := &inc.alert
+	if k >= a.Failures {
+		setCounts(a, k, n, max(aff, a.Affected), a.BaselineRate)
+	}
+	_ = p0
+}
+
+func (e *Engine) resolve(inc *incident, at int64) {
+	a := inc.alert
+	a.State = StateResolved
+	end := time.Unix(0, at).UTC()
+	a.EndsAt = &end
+	inc.scope.setIncident(inc.rule.idx, nil)
+	e.stats.Resolved++
+	e.emit(a)
+}
+
+func (e *Engine) labels(r *rule, k Kind, s *scope, at time.Time) map[string]string {
+	cfg := e.cfg.Rules[k.String()]
+	l := make(map[string]string, len(e.cfg.Labels)+4)
+	for key, v := range e.cfg.Labels {
+		l[key] = v
+	}
+	l["severity"] = cfg.Severity
+	l["team"] = cfg.Team
+	l["paging"] = "true"
+	for _, m := range e.cfg.Maintenance {
+		if m.ScopeType == s.typ.String() && m.ScopeID == s.id && !at.Before(m.Start) && at.Before(m.End) {
+			l["maintenance"] = "true"
+			l["paging"] = "false"
+			l["severity"] = "info"
+			if m.Note != "" {
+				l["maintenance_note"] = m.Note
+			}
+		}
+	}
+	return l
+}

@@ -1,0 +1,207 @@
+package alerting
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+)
+
+// Config tunes detection. The zero value of every field means "use the
+// default"; Defaults documents them.
+type Config struct {
+	// Tick is how often, in event time, the detectors evaluate.
+	Tick time.Duration `yaml:"tick" json:"tick"`
+	// Lateness is how far behind the newest event time an event may arrive
+	// and still count. Later events are counted as late, not detected on.
+	Lateness time.Duration `yaml:"lateness" json:"lateness"`
+	// Alpha is the significance level of the binomial test.
+	Alpha float64 `yaml:"alpha" json:"alpha"`
+	// GroupWindow is the detection window for fleet scopes (region,
+	// carrier, network, host, acquirer, issuer).
+	GroupWindow time.Duration `yaml:"group_window" json:"group_window"`
+	// MerchantWindow is the detection window for merchants.
+	MerchantWindow time.Duration `yaml:"merchant_window" json:"merchant_window"`
+	// TerminalWindow is the detection window for terminals and model
+	// cohorts, which see few attempts each.
+	TerminalWindow time.Duration `yaml:"terminal_window" json:"terminal_window"`
+	// BaselineHalfLife is how quickly a scope's learned rates forget, in
+	// event time during which the scope had traffic.
+	BaselineHalfLife time.Duration `yaml:"baseline_half_life" json:"baseline_half_life"`
+	// PriorWeight is how many attempts of fleet-wide (peer) behaviour a
+	// scope's baseline starts with; young scopes borrow their peers' rates.
+	PriorWeight float64 `yaml:"prior_weight" json:"prior_weight"`
+	// MinBaseline floors every baseline rate, so a scope that never failed
+	// is not alarmed by its first failures.
+	MinBaseline float64 `yaml:"min_baseline" json:"min_baseline"`
+	// IdleTTL evicts scopes that saw no traffic for this long.
+	IdleTTL time.Duration `yaml:"idle_ttl" json:"idle_ttl"`
+	// MaxRecords bounds the failure records kept for attribution; beyond
+	// it the oldest are dropped and counted.
+	MaxRecords int `yaml:"max_records" json:"max_records"`
+	// Rules overrides thresholds per kind, keyed by kind name.
+	Rules map[string]RuleConfig `yaml:"rules" json:"rules"`
+	// Maintenance declares windows during which incidents in a scope are
+	// recorded but do not page.
+	Maintenance []MaintenanceWindow `yaml:"maintenance" json:"maintenance"`
+	// Labels are added to every alert (e.g. environment, team).
+	Labels map[string]string `yaml:"labels" json:"labels"`
+}
+
+// RuleConfig holds the evidence a kind needs before it fires.
+type RuleConfig struct {
+	Disabled    bool    `yaml:"disabled" json:"disabled"`
+	MinFailures int     `yaml:"min_failures" json:"min_failures"` // failures of the cause in the window
+	MinAffected int     `yaml:"min_affected" json:"min_affected"` // distinct failing terminals (group scopes)
+	MinRate     float64 `yaml:"min_rate" json:"min_rate"`         // failures/attempts
+	MinRatio    float64 `yaml:"min_ratio" json:"min_ratio"`       // rate / baseline rate
+	// ClearAfter is how long a firing scope must stay normal before its
+	// alert resolves (hysteresis: a flapping scope stays one incident).
+	ClearAfter time.Duration `yaml:"clear_after" json:"clear_after"`
+	Severity   string        `yaml:"severity" json:"severity"`
+	Team       string        `yaml:"team" json:"team"`
+}
+
+// MaintenanceWindow is a declared window for one scope.
+type MaintenanceWindow struct {
+	ScopeType string    `yaml:"scope_type" json:"scope_type"`
+	ScopeID   string    `yaml:"scope_id" json:"scope_id"`
+	Start     time.Time `yaml:"start" json:"start"`
+	End       time.Time `yaml:"end" json:"end"`
+	Note      string    `yaml:"note" json:"note"`
+}
+
+// Defaults returns the configuration used for zero fields.
+func Defaults() Config {
+	return Config{
+		Tick:             10 * time.Second,
+		Lateness:         30 * time.Second,
+		Alpha:            1e-6,
+		GroupWindow:      time.Minute,
+		MerchantWindow:   5 * time.Minute,
+		TerminalWindow:   15 * time.Minute,
+		BaselineHalfLife: 6 * time.Hour,
+		PriorWeight:      100,
+		MinBaseline:      0.002,
+		IdleTTL:          6 * time.Hour,
+		MaxRecords:       2_000_000,
+		Rules: map[string]RuleConfig{
+			"network_outage":    {MinFailures: 10, MinAffected: 5, MinRate: 0.2, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "network"},
+			"terminal_hardware": {MinFailures: 3, MinAffected: 3, MinRate: 0.25, MinRatio: 8, ClearAfter: 20 * time.Minute, Severity: "warning", Team: "field-service"},
+			"issuer_outage":     {MinFailures: 8, MinAffected: 3, MinRate: 0.15, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "payments-ops"},
+			"fraud_attack":      {MinFailures: 10, MinAffected: 1, MinRate: 0.15, MinRatio: 5, ClearAfter: 10 * time.Minute, Severity: "critical", Team: "risk"},
+			"data_transmission": {MinFailures: 4, MinAffected: 2, MinRate: 0.25, MinRatio: 6, ClearAfter: 15 * time.Minute, Severity: "warning", Team: "terminal-ops"},
+			"decline_spike":     {MinFailures: 15, MinAffected: 1, MinRate: 0.3, MinRatio: 3, ClearAfter: 10 * time.Minute, Severity: "warning", Team: "payments-ops"},
+		},
+	}
+}
+
+// withDefaults fills zero fields from Defaults.
+func (c Config) withDefaults() Config {
+	d := Defaults()
+	durs := []struct{ v, def *time.Duration }{
+		{&c.Tick, &d.Tick}, {&c.Lateness, &d.Lateness}, {&c.GroupWindow, &d.GroupWindow},
+		{&c.MerchantWindow, &d.MerchantWindow}, {&c.TerminalWindow, &d.TerminalWindow},
+		{&c.BaselineHalfLife, &d.BaselineHalfLife}, {&c.IdleTTL, &d.IdleTTL},
+	}
+	for _, x := range durs {
+		if *x.v == 0 {
+			*x.v = *x.def
+		}
+	}
+	if c.Alpha == 0 {
+		c.Alpha = d.Alpha
+	}
+	if c.PriorWeight == 0 {
+		c.PriorWeight = d.PriorWeight
+	}
+	if c.MinBaseline == 0 {
+		c.MinBaseline = d.MinBaseline
+	}
+	if c.MaxRecords == 0 {
+		c.MaxRecords = d.MaxRecords
+	}
+	rules := make(map[string]RuleConfig, len(d.Rules))
+	for k, def := range d.Rules {
+		r, ok := c.Rules[k]
+		if !ok {
+			rules[k] = def
+			continue
+		}
+		if r.MinFailures == 0 {
+			r.MinFailures = def.MinFailures
+		}
+		if r.MinAffected == 0 {
+			r.MinAffected = def.MinAffected
+		}
+		if r.MinRate == 0 {
+			r.MinRate = def.MinRate
+		}
+		if r.MinRatio == 0 {
+			r.MinRatio = def.MinRatio
+		}
+		if r.ClearAfter == 0 {
+			r.ClearAfter = def.ClearAfter
+		}
+		if r.Severity == "" {
+			r.Severity = def.Severity
+		}
+		if r.Team == "" {
+			r.Team = def.Team
+		}
+		rules[k] = r
+	}
+	c.Rules = rules
+	return c
+}
+
+// Validate reports every problem with c, with the offending key named.
+func (c Config) Validate() error {
+	var errs []error
+	pos := func(name string, d time.Duration) {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("detection.%s must not be negative (got %s)", name, d))
+		}
+	}
+	pos("tick", c.Tick)
+	pos("lateness", c.Lateness)
+	pos("group_window", c.GroupWindow)
+	pos("merchant_window", c.MerchantWindow)
+	pos("terminal_window", c.TerminalWindow)
+	pos("baseline_half_life", c.BaselineHalfLife)
+	pos("idle_ttl", c.IdleTTL)
+	if c.Alpha < 0 || c.Alpha >= 1 {
+		errs = append(errs, fmt.Errorf("detection.alpha must be in (0, 1) (got %g)", c.Alpha))
+	}
+	if c.MinBaseline < 0 || c.MinBaseline >= 1 {
+		errs = append(errs, fmt.Errorf("detection.min_baseline must be in [0, 1) (got %g)", c.MinBaseline))
+	}
+	if c.PriorWeight < 0 || c.MaxRecords < 0 {
+		errs = append(errs, errors.New("detection.prior_weight and detection.max_records must not be negative"))
+	}
+	full := c.withDefaults()
+	if full.Tick > full.GroupWindow {
+		errs = append(errs, fmt.Errorf("detection.tick (%s) must not exceed detection.group_window (%s)", full.Tick, full.GroupWindow))
+	}
+	for k, r := range c.Rules {
+		if _, ok := ParseKind(k); !ok {
+			errs = append(errs, fmt.Errorf("detection.rules.%s: unknown alert kind", k))
+		}
+		if r.MinRate < 0 || r.MinRate > 1 || r.MinRatio < 0 || r.MinFailures < 0 || r.MinAffected < 0 {
+			errs = append(errs, fmt.Errorf("detection.rules.%s: thresholds must be non-negative and min_rate at most 1", k))
+		}
+	}
+	for i, m := range c.Maintenance {
+		if _, ok := event.ParseScopeType(m.ScopeType); !ok {
+			errs = append(errs, fmt.Errorf("detection.maintenance[%d].scope_type %q is not a scope type", i, m.ScopeType))
+		}
+		if m.ScopeID == "" {
+			errs = append(errs, fmt.Errorf("detection.maintenance[%d].scope_id is empty", i))
+		}
+		if !m.End.After(m.Start) {
+			errs = append(errs, fmt.Errorf("detection.maintenance[%d]: end must be after start", i))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,115 @@
+package alerting
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/declinemon/declinemon/event"
+)
+
+// The texts turn each cause's ops guidance (reference/causes.md) into one
+// sentence about this scope and one first action.
+
+var scopeLabel = [event.NumScopeTypes]string{
+	event.ScopeTerminal: "Terminal", event.ScopeMerchant: "Merchant", event.ScopeRegion: "Region",
+	event.ScopeCarrier: "Carrier", event.ScopeNetwork: "Network type", event.ScopeHost: "Host",
+	event.ScopeAcquirer: "Acquirer", event.ScopeIssuer: "Issuer", event.ScopeModel: "Model/firmware",
+}
+
+func describe(a *Alert, ev evidence) (summary, remedy string) {
+	st, _ := event.ParseScopeType(a.ScopeType)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: %.0f%% of attempts failing", scopeLabel[st], a.ScopeID, a.Rate*100)
+	if a.Affected > 1 && st != event.ScopeTerminal {
+		fmt.Fprintf(&b, " on %d terminals", a.Affected)
+	}
+	if a.Kind == KindDeclineSpike {
+		fmt.Fprintf(&b, " (mostly %s)", a.Cause)
+	} else if len(ev.codes) > 0 {
+		fmt.Fprintf(&b, " with %s", strings.Join(ev.codes, "/"))
+	}
+	fmt.Fprintf(&b, " since %s UTC (%d of %d, normal %.1f%%)", a.StartsAt.Format("15:04"), a.Failures, a.Attempts, a.BaselineRate*100)
+	b.WriteString(spreadNote(a.Kind, st, ev))
+	return b.String(), remedyFor(a, st, ev)
+}
+
+// spreadNote says what the failures share and what they do not, which is
+// what tells an on-call engineer where to look.
+func spreadNote(k Kind, st event.ScopeType, ev evidence) string {
+	many := func(t event.ScopeType, what string) string {
+		switch n := ev.spread[t]; {
+		case n > 1:
+			return fmt.Sprintf("; %d %s affected", n, what)
+		case n == 1:
+			return fmt.Sprintf("; only %s %s", strings.TrimSuffix(what, "s"), ev.single[t])
+		}
+		return ""
+	}
+	switch k {
+	case KindNetworkOutage:
+		switch st {
+		case event.ScopeRegion:
+			return many(event.ScopeCarrier, "carriers") + many(event.ScopeHost, "hosts")
+		case event.ScopeCarrier:
+			return many(event.ScopeRegion, "regions")
+		case event.ScopeHost:
+			return many(event.ScopeCarrier, "carriers") + many(event.ScopeRegion, "regions")
+		default:
+			return many(event.ScopeRegion, "regions")
+		}
+	case KindIssuerOutage:
+		return many(event.ScopeMerchant, "merchants") + many(event.ScopeHost, "hosts")
+	case KindFraudAttack:
+		if st == event.ScopeMerchant {
+			return many(event.ScopeIssuer, "issuers") + many(event.ScopeTerminal, "terminals")
+		}
+		return many(event.ScopeMerchant, "merchants")
+	case KindTerminalHardware:
+		if st == event.ScopeTerminal {
+			return "; neighbours approve normally"
+		}
+		return many(event.ScopeMerchant, "merchants")
+	case KindDataTransmission:
+		return many(event.ScopeTerminal, "terminals")
+	}
+	return ""
+}
+
+func remedyFor(a *Alert, st event.ScopeType, ev evidence) string {
+	id := a.ScopeID
+	switch a.Kind {
+	case KindNetworkOutage:
+		switch st {
+		case event.ScopeCarrier:
+			return fmt.Sprintf("Open a ticket with carrier %s; fail affected terminals over to a second SIM, Wi-Fi or wired link; clear queued reversals once the link is back.", id)
+		case event.ScopeHost:
+			return fmt.Sprintf("Confirm acquirer host %s is up; move its terminals to the backup host IP/DNS.", id)
+		case event.ScopeRegion:
+			if ev.spread[event.ScopeCarrier] > 1 {
+				return fmt.Sprintf("All carriers fail in region %s: check acquirer connectivity and power for the region; fail terminals over to another link.", id)
+			}
+			return fmt.Sprintf("Check carrier coverage and acquirer connectivity in region %s; fail terminals over to another link (4G/Wi-Fi/wired).", id)
+		case event.ScopeNetwork:
+			return fmt.Sprintf("Every %s terminal is affected: check the shared %s path (APN, gateway, ISP) and fail over to another link type.", id, id)
+		default:
+			return fmt.Sprintf("Check %s %s front-end connectivity; fail over to a backup route and confirm with the network team.", strings.ToLower(scopeLabel[st]), id)
+		}
+	case KindIssuerOutage:
+		return fmt.Sprintf("No terminal work needed: suppress terminal tickets, ask cardholders for another card, and escalate to the scheme/%s %s; check whether a maintenance window was announced.", strings.ToLower(scopeLabel[st]), id)
+	case KindTerminalHardware:
+		if st == event.ScopeModel {
+			return fmt.Sprintf("Batch defect likely on %s: halt any rollout and roll the firmware back through the TMS; raise it with the vendor.", id)
+		}
+		return fmt.Sprintf("Dispatch a technician or swap terminal %s: clean or replace the card reader, check battery and printer; pull it from service if tampering is reported.", id)
+	case KindDataTransmission:
+		return fmt.Sprintf("Run sign-in / key exchange on the affected terminals of %s %s; verify key injection and review recent key or configuration changes.", strings.ToLower(scopeLabel[st]), id)
+	case KindFraudAttack:
+		if st == event.ScopeIssuer {
+			return fmt.Sprintf("Possible BIN attack on issuer %s: alert the issuer and risk team, apply velocity caps per BIN, block manual and fallback entry.", id)
+		}
+		return fmt.Sprintf("Possible card testing at merchant %s: review with the risk team, cap velocity per terminal, block manual/fallback entry, consider holding settlement.", id)
+	case KindDeclineSpike:
+		return fmt.Sprintf("Merchant %s declines far above normal, mostly %s: check recent changes at the merchant (configuration, card mix, policy) and contact its account manager.", id, a.Cause)
+	}
+	return "Investigate the scope."
+}
