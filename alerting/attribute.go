@@ -16,6 +16,9 @@ type candStats struct {
 	nRes  int
 	aff   int
 	start int64
+	// confirmed: passed the test this tick (a firing scope may be taken
+	// for coverage without passing)
+	confirmed bool
 }
 
 // narrowness orders scope types from narrowest to widest, to break exact
@@ -44,8 +47,9 @@ func (e *Engine) evalRule(r *rule, T int64) {
 	for _, t := range r.scopes {
 		slotTo[t] = e.slot(t, T-1) + 1
 		from[t] = slotEpoch + int64(slotTo[t]-e.nb[t])*e.width[t]
-		to[t] = T
+		to[t] = slotEpoch + int64(slotTo[t])*e.width[t]
 	}
+	in := func(rec *record, t event.ScopeType) bool { return rec.ts >= from[t] && rec.ts < to[t] }
 	e.gen++
 	g := e.gen
 	e.touched = e.touched[:0]
@@ -53,7 +57,7 @@ func (e *Engine) evalRule(r *rule, T int64) {
 		rec := &recs[i]
 		for _, t := range r.scopes {
 			s := rec.dims[t]
-			if s == nil || rec.ts < from[t] {
+			if s == nil || !in(rec, t) {
 				continue
 			}
 			if s.gen != g {
@@ -105,7 +109,7 @@ func (e *Engine) evalRule(r *rule, T int64) {
 			term := rec.dims[event.ScopeTerminal]
 			for _, t := range r.scopes {
 				s := rec.dims[t]
-				if s == nil || s.gen != g || s.cand < 0 || e.chosen[s.cand] || rec.ts < from[t] {
+				if s == nil || s.gen != g || s.cand < 0 || e.chosen[s.cand] || !in(rec, t) {
 					continue
 				}
 				s.kRes++
@@ -126,10 +130,17 @@ func (e *Engine) evalRule(r *rule, T int64) {
 			k := int(s.kRes)
 			n := max(st.n-int(s.k-s.kRes), k)
 			firing := s.incident(r.idx) != nil
-			if !e.passes(r, s.typ, k, n, int(s.aff), st.p0, firing) {
+			ok := e.passes(r, s.typ, k, n, int(s.aff), st.p0, firing)
+			if !ok && !firing {
 				continue
 			}
+			// A firing incident that no longer passes is still taken: until
+			// it resolves it explains its scope's failures, so narrower
+			// scopes with longer windows do not re-alert on them.
 			score := surprise(k, n, st.p0)
+			if !ok {
+				score = -1
+			}
 			better := best < 0 ||
 				(firing && !bestFiring) ||
 				(firing == bestFiring && (score > bestScore ||
@@ -144,22 +155,22 @@ func (e *Engine) evalRule(r *rule, T int64) {
 		s := cands[best]
 		e.chosen[best] = true
 		st := &stats[best]
+		st.confirmed = bestScore >= 0
 		st.k = int(s.kRes)
 		st.nRes = max(st.n-int(s.k-s.kRes), st.k)
 		st.aff = int(s.aff)
 		st.start = 0
+		// The chosen scope explains all its failures, also those older
+		// than its own window that a wider-windowed scope would still see.
 		for i := range recs {
 			rec := &recs[i]
-			if !e.covered[i] && rec.dims[s.typ] == s && rec.ts >= from[s.typ] {
+			if !e.covered[i] && rec.dims[s.typ] == s {
 				e.covered[i] = true
-				if st.start == 0 || rec.ts < st.start {
+				if in(rec, s.typ) && (st.start == 0 || rec.ts < st.start) {
 					st.start = rec.ts
 				}
 				if m := rec.dims[event.ScopeMerchant]; m != nil {
-					if m.covTick != e.tickNo {
-						m.covTick, m.covCauses = e.tickNo, 0
-					}
-					m.covCauses |= 1 << r.cause
+					e.markExplained(m, r.cause, T)
 				}
 			}
 		}
@@ -168,6 +179,10 @@ func (e *Engine) evalRule(r *rule, T int64) {
 
 	for _, i := range picked {
 		s, st := cands[i], &stats[i]
+		if !st.confirmed {
+			e.chosen[i] = false // not re-confirmed: settle decides
+			continue
+		}
 		if inc := s.incident(r.idx); inc != nil {
 			inc.quietSince = 0
 			e.update(inc, st.k, st.nRes, st.aff, st.p0)
@@ -177,7 +192,7 @@ func (e *Engine) evalRule(r *rule, T int64) {
 			e.stats.Inhibited++
 			continue
 		}
-		ev := e.evidence(recs, r, s, from[s.typ])
+		ev := e.evidence(recs, r, s, from[s.typ], to[s.typ])
 		e.fire(r, r.kindFor(s.typ), s, T, st, ev)
 	}
 	e.settle(r, T)
@@ -279,7 +294,7 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 		}
 		if inc == nil {
 			owned := dom == event.CauseFraudRisk || dom == event.CauseDataTransmission
-			explained := s.covTick == e.tickNo && s.covCauses&(1<<dom) != 0
+			explained := s.explainedUntil >= T && s.explainedCauses&(1<<dom) != 0
 			if owned || explained {
 				e.stats.Suppressed++
 				continue
@@ -344,21 +359,31 @@ func (e *Engine) firstFailureSince(s *scope, t event.ScopeType, fromSlot, toSlot
 	return slotEpoch + int64(first)*e.width[t]
 }
 
+// markExplained notes that merchant m's failures of cause c are explained
+// by a firing incident, for as long as they stay in the merchant's window.
+func (e *Engine) markExplained(m *scope, c event.Cause, T int64) {
+	if m.explainedUntil < T {
+		m.explainedCauses = 0
+	}
+	m.explainedCauses |= 1 << c
+	m.explainedUntil = T + e.width[event.ScopeMerchant]*int64(e.nb[event.ScopeMerchant])
+}
+
 // evidence is what the alert text says about a new incident.
 type evidence struct {
-	codes    []string                   // most frequent codes, most frequent first
-	spread   [event.NumScopeTypes]int   // distinct values per dimension among its failures
+	codes    []string                    // most frequent codes, most frequent first
+	spread   [event.NumScopeTypes]int    // distinct values per dimension among its failures
 	single   [event.NumScopeTypes]string // the value when spread is 1
 	dominant event.Cause
 }
 
-func (e *Engine) evidence(recs []record, r *rule, s *scope, from int64) evidence {
+func (e *Engine) evidence(recs []record, r *rule, s *scope, from, to int64) evidence {
 	ev := evidence{dominant: r.cause}
 	codes := map[string]int{}
 	var seen [event.NumScopeTypes]map[*scope]struct{}
 	for i := range recs {
 		rec := &recs[i]
-		if rec.dims[s.typ] != s || rec.ts < from {
+		if rec.dims[s.typ] != s || rec.ts < from || rec.ts >= to {
 			continue
 		}
 		codes[rec.code]++

@@ -19,12 +19,12 @@ type Config struct {
 	// Alpha is the significance level of the binomial test.
 	Alpha float64 `yaml:"alpha" json:"alpha"`
 	// GroupWindow is the detection window for fleet scopes (region,
-	// carrier, network, host, acquirer, issuer).
+	// carrier, network, host, acquirer, issuer, model cohort).
 	GroupWindow time.Duration `yaml:"group_window" json:"group_window"`
 	// MerchantWindow is the detection window for merchants.
 	MerchantWindow time.Duration `yaml:"merchant_window" json:"merchant_window"`
-	// TerminalWindow is the detection window for terminals and model
-	// cohorts, which see few attempts each.
+	// TerminalWindow is the detection window for terminals, which see few
+	// attempts each.
 	TerminalWindow time.Duration `yaml:"terminal_window" json:"terminal_window"`
 	// BaselineHalfLife is how quickly a scope's learned rates forget, in
 	// event time during which the scope had traffic.
@@ -79,7 +79,7 @@ func Defaults() Config {
 		Lateness:         30 * time.Second,
 		Alpha:            1e-6,
 		GroupWindow:      time.Minute,
-		MerchantWindow:   5 * time.Minute,
+		MerchantWindow:   15 * time.Minute,
 		TerminalWindow:   15 * time.Minute,
 		BaselineHalfLife: 6 * time.Hour,
 		PriorWeight:      100,
@@ -89,7 +89,7 @@ func Defaults() Config {
 		Rules: map[string]RuleConfig{
 			"network_outage":    {MinFailures: 10, MinAffected: 5, MinRate: 0.2, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "network"},
 			"terminal_hardware": {MinFailures: 3, MinAffected: 3, MinRate: 0.25, MinRatio: 8, ClearAfter: 20 * time.Minute, Severity: "warning", Team: "field-service"},
-			"issuer_outage":     {MinFailures: 8, MinAffected: 3, MinRate: 0.15, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "payments-ops"},
+			"issuer_outage":     {MinFailures: 6, MinAffected: 3, MinRate: 0.15, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "payments-ops"},
 			"fraud_attack":      {MinFailures: 10, MinAffected: 1, MinRate: 0.15, MinRatio: 5, ClearAfter: 10 * time.Minute, Severity: "critical", Team: "risk"},
 			"data_transmission": {MinFailures: 4, MinAffected: 2, MinRate: 0.25, MinRatio: 6, ClearAfter: 15 * time.Minute, Severity: "warning", Team: "terminal-ops"},
 			"decline_spike":     {MinFailures: 15, MinAffected: 1, MinRate: 0.3, MinRatio: 3, ClearAfter: 10 * time.Minute, Severity: "warning", Team: "payments-ops"},

@@ -155,10 +155,10 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 		e.scopes[t] = make(map[string]*scope)
 		var window time.Duration
 		switch event.ScopeType(t) {
-		case event.ScopeTerminal, event.ScopeModel:
+		case event.ScopeTerminal:
 			window, e.nb[t] = cfg.TerminalWindow, 15
 		case event.ScopeMerchant:
-			window, e.nb[t] = cfg.MerchantWindow, 10
+			window, e.nb[t] = cfg.MerchantWindow, 15
 		default:
 			window, e.nb[t] = cfg.GroupWindow, 6
 		}

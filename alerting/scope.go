@@ -54,9 +54,11 @@ type scope struct {
 	cand      int32
 	k, kRes   int32
 	aff       int32
-	covTick   uint64
-	covCauses uint16 // causes of this merchant explained by firing incidents this tick
 	dirtyTick uint64
+	// for merchants: causes whose failures a firing incident elsewhere
+	// explains, until explainedUntil (event time)
+	explainedUntil  int64
+	explainedCauses uint16
 }
 
 func (s *scope) incident(r int) *incident {
