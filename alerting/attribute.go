@@ -46,7 +46,7 @@ func (e *Engine) evalRule(r *rule, T int64) {
 	var slotTo [event.NumScopeTypes]int32
 	for _, t := range r.scopes {
 		slotTo[t] = e.slot(t, T-1) + 1
-		from[t] = slotEpoch + int64(slotTo[t]-e.nb[t])*e.width[t]
+		from[t] = slotEpoch + int64(slotTo[t]-r.nb[t])*e.width[t]
 		to[t] = slotEpoch + int64(slotTo[t])*e.width[t]
 	}
 	in := func(rec *record, t event.ScopeType) bool { return rec.ts >= from[t] && rec.ts < to[t] }
@@ -87,8 +87,8 @@ func (e *Engine) evalRule(r *rule, T int64) {
 	stats := make([]candStats, len(cands))
 	for i, s := range cands {
 		st := &stats[i]
-		st.n = s.attempts(slotTo[s.typ]-e.nb[s.typ], slotTo[s.typ])
-		st.p0 = s.baselineRate(int(r.cause), e.poolRate(int(r.cause)), e.cfg.PriorWeight, e.cfg.MinBaseline)
+		st.n = s.attempts(slotTo[s.typ]-r.nb[s.typ], slotTo[s.typ])
+		st.p0 = e.expected(s, int(r.cause))
 	}
 	e.chosen = slices.Grow(e.chosen[:0], len(cands))[:len(cands)]
 	clear(e.chosen)
@@ -264,7 +264,7 @@ func (e *Engine) settle(r *rule, T int64) {
 func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 	t := event.ScopeMerchant
 	slotTo := e.slot(t, T-1) + 1
-	fromSlot := slotTo - e.nb[t]
+	fromSlot := slotTo - r.nb[t]
 	cands := e.dirtyMerchants
 	for _, inc := range r.active {
 		if inc.scope.dirtyTick != e.tickNo {
@@ -279,7 +279,7 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 		s.gen, s.cand = e.gen, -1
 		n, f := s.window(fromSlot, slotTo)
 		k := f[declines]
-		p0 := s.baselineRate(declines, e.poolRate(declines), e.cfg.PriorWeight, e.cfg.MinBaseline)
+		p0 := e.expected(s, declines)
 		inc := s.incident(r.idx)
 		if !e.passes(r, t, k, n, 1, p0, inc != nil) {
 			continue
@@ -287,7 +287,7 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 		// Dominant cause: the largest excess over its own baseline.
 		dom, domExcess := event.CauseUnknown, -1.0
 		for c := event.CauseHardware; c < event.NumCauses; c++ {
-			pc := s.baselineRate(int(c), e.poolRate(int(c)), e.cfg.PriorWeight, 0)
+			pc := s.baselineRate(int(c), e.poolRate(int(c)), e.cfg.PriorWeight)
 			if x := float64(f[c]) - float64(n)*pc; x > domExcess {
 				dom, domExcess = c, x
 			}
@@ -295,7 +295,7 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 		if inc == nil {
 			owned := dom == event.CauseFraudRisk || dom == event.CauseDataTransmission
 			explained := s.explainedUntil >= T && s.explainedCauses&(1<<dom) != 0
-			if owned || explained {
+			if owned || explained || s.firingAny() {
 				e.stats.Suppressed++
 				continue
 			}
@@ -348,7 +348,7 @@ func (e *Engine) merchantTerminals(m *scope, fromSlot int32) int {
 // firstFailureSince estimates onset: the start of the first bucket in the
 // window whose decline rate was above twice the baseline.
 func (e *Engine) firstFailureSince(s *scope, t event.ScopeType, fromSlot, toSlot int32) int64 {
-	p0 := s.baselineRate(declines, e.poolRate(declines), e.cfg.PriorWeight, e.cfg.MinBaseline)
+	p0 := e.expected(s, declines)
 	first := toSlot - 1
 	for i := range s.ring {
 		b := &s.ring[i]

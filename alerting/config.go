@@ -21,8 +21,13 @@ type Config struct {
 	// GroupWindow is the detection window for fleet scopes (region,
 	// carrier, network, host, acquirer, issuer, model cohort).
 	GroupWindow time.Duration `yaml:"group_window" json:"group_window"`
-	// MerchantWindow is the detection window for merchants.
+	// MerchantWindow is the detection window for a merchant's overall
+	// decline rate (decline_spike): long enough for small merchants to
+	// give evidence.
 	MerchantWindow time.Duration `yaml:"merchant_window" json:"merchant_window"`
+	// MerchantSurgeWindow is the window for fraud and MAC/key surges at a
+	// merchant, at most MerchantWindow.
+	MerchantSurgeWindow time.Duration `yaml:"merchant_surge_window" json:"merchant_surge_window"`
 	// TerminalWindow is the detection window for terminals, which see few
 	// attempts each.
 	TerminalWindow time.Duration `yaml:"terminal_window" json:"terminal_window"`
@@ -75,17 +80,18 @@ type MaintenanceWindow struct {
 // Defaults returns the configuration used for zero fields.
 func Defaults() Config {
 	return Config{
-		Tick:             10 * time.Second,
-		Lateness:         30 * time.Second,
-		Alpha:            1e-6,
-		GroupWindow:      time.Minute,
-		MerchantWindow:   15 * time.Minute,
-		TerminalWindow:   15 * time.Minute,
-		BaselineHalfLife: 6 * time.Hour,
-		PriorWeight:      100,
-		MinBaseline:      0.002,
-		IdleTTL:          6 * time.Hour,
-		MaxRecords:       2_000_000,
+		Tick:                10 * time.Second,
+		Lateness:            30 * time.Second,
+		Alpha:               1e-6,
+		GroupWindow:         time.Minute,
+		MerchantWindow:      15 * time.Minute,
+		MerchantSurgeWindow: 5 * time.Minute,
+		TerminalWindow:      15 * time.Minute,
+		BaselineHalfLife:    6 * time.Hour,
+		PriorWeight:         100,
+		MinBaseline:         0.002,
+		IdleTTL:             6 * time.Hour,
+		MaxRecords:          2_000_000,
 		Rules: map[string]RuleConfig{
 			"network_outage":    {MinFailures: 10, MinAffected: 5, MinRate: 0.2, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "network"},
 			"terminal_hardware": {MinFailures: 3, MinAffected: 3, MinRate: 0.25, MinRatio: 8, ClearAfter: 20 * time.Minute, Severity: "warning", Team: "field-service"},
@@ -102,7 +108,7 @@ func (c Config) withDefaults() Config {
 	d := Defaults()
 	durs := []struct{ v, def *time.Duration }{
 		{&c.Tick, &d.Tick}, {&c.Lateness, &d.Lateness}, {&c.GroupWindow, &d.GroupWindow},
-		{&c.MerchantWindow, &d.MerchantWindow}, {&c.TerminalWindow, &d.TerminalWindow},
+		{&c.MerchantWindow, &d.MerchantWindow}, {&c.MerchantSurgeWindow, &d.MerchantSurgeWindow}, {&c.TerminalWindow, &d.TerminalWindow},
 		{&c.BaselineHalfLife, &d.BaselineHalfLife}, {&c.IdleTTL, &d.IdleTTL},
 	}
 	for _, x := range durs {
@@ -168,6 +174,7 @@ func (c Config) Validate() error {
 	pos("lateness", c.Lateness)
 	pos("group_window", c.GroupWindow)
 	pos("merchant_window", c.MerchantWindow)
+	pos("merchant_surge_window", c.MerchantSurgeWindow)
 	pos("terminal_window", c.TerminalWindow)
 	pos("baseline_half_life", c.BaselineHalfLife)
 	pos("idle_ttl", c.IdleTTL)

@@ -16,6 +16,7 @@ type rule struct {
 	kind   Kind
 	cause  event.Cause // event.CauseNone: all declines (decline_spike)
 	scopes []event.ScopeType
+	nb     [event.NumScopeTypes]int32 // buckets in this rule's window per scope type
 	cfg    RuleConfig
 	active []*incident
 }
@@ -170,7 +171,14 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 	}
 	e.poolDecay = float32(math.Pow(0.5, float64(cfg.Tick)/float64(time.Hour)))
 	mk := func(idx int, k Kind, c event.Cause, scopes ...event.ScopeType) {
-		e.rules[idx] = &rule{idx: idx, kind: k, cause: c, scopes: scopes, cfg: cfg.Rules[k.String()]}
+		r := &rule{idx: idx, kind: k, cause: c, scopes: scopes, cfg: cfg.Rules[k.String()], nb: e.nb}
+		if c == event.CauseFraudRisk || c == event.CauseDataTransmission {
+			// Surges at a merchant are judged on a shorter window than its
+			// overall decline rate, so their onset is not diluted.
+			t := event.ScopeMerchant
+			r.nb[t] = int32(min(max(int64(cfg.MerchantSurgeWindow)/e.width[t], 1), int64(e.nb[t])))
+		}
+		e.rules[idx] = r
 	}
 	mk(ruleNetwork, KindNetworkOutage, event.CauseNetwork,
 		event.ScopeRegion, event.ScopeCarrier, event.ScopeNetwork, event.ScopeHost, event.ScopeAcquirer, event.ScopeIssuer)
@@ -378,6 +386,16 @@ func (e *Engine) causeFiring(c event.Cause) bool {
 		}
 	}
 	return false
+}
+
+// expected is the null rate a scope is tested against: the larger of its
+// own baseline and its peers' (an alert means "far above its own history
+// and above its peers"), floored by MinBaseline. Testing against the larger
+// keeps a terminal that happened never to fail from alarming on ordinary
+// fleet noise.
+func (e *Engine) expected(s *scope, c int) float64 {
+	pool := e.poolRate(c)
+	return max(s.baselineRate(c, pool, e.cfg.PriorWeight), pool, e.cfg.MinBaseline)
 }
 
 func (e *Engine) poolRate(c int) float64 {

@@ -142,12 +142,9 @@ func (s *scope) attempts(from, to int32) int {
 	return n
 }
 
-// baselineRate is the scope's learned rate for counter c, shrunk towards
-// the fleet-wide (peer) rate by prior pseudo-attempts, floored.
-func (s *scope) baselineRate(c int, pool, prior, floor float64) float64 {
-	r := (float64(s.base.f[c]) + prior*pool) / (float64(s.base.n) + prior)
-	if r < floor {
-		return floor
-	}
-	return r
+// baselineRate is the scope's own learned rate for counter c, shrunk
+// towards the fleet-wide (peer) rate by prior pseudo-attempts, so a young
+// scope borrows its peers' behaviour until it has its own.
+func (s *scope) baselineRate(c int, pool, prior float64) float64 {
+	return (float64(s.base.f[c]) + prior*pool) / (float64(s.base.n) + prior)
 }

@@ -26,9 +26,35 @@ func TestSuite(t *testing.T) {
 		if !sc.Passed() {
 			t.Errorf("scenario %s failed", s.Name)
 			for _, a := range alerts {
-				t.Logf("  %s %s %s=%s det=%s rate=%.2f n=%d k=%d base=%.4f aff=%d %s", a.State, a.Kind, a.ScopeType, a.ScopeID, a.DetectedAt.Format("15:04:05"), a.Rate, a.Attempts, a.Failures, a.BaselineRate, a.Affected, a.Summary)
+				t.Logf("  %s %s %s=%s at %s: %s", a.State, a.Kind, a.ScopeType, a.ScopeID, a.DetectedAt.Format("15:04:05"), a.Summary)
 			}
 		}
 	}
 	WriteTable(os.Stdout, scores)
+}
+
+// TestSuiteOtherSeeds reruns the suite on fleets built from other seeds:
+// other ids, other terminals picked to fail, other noise. The detectors
+// must not depend on the particular fleet they were tuned on.
+func TestSuiteOtherSeeds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: three more runs of the suite")
+	}
+	rules := classify.Default()
+	for off := uint64(100); off <= 300; off += 100 {
+		for _, s := range Suite() {
+			s.Fleet.Seed += off
+			sc, alerts, err := Run(s, rules, alerting.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sc.Passed() {
+				t.Errorf("scenario %s with seed %d failed", s.Name, s.Fleet.Seed)
+				WriteTable(os.Stderr, []Score{sc})
+				for _, a := range alerts {
+					t.Logf("  %s %s %s=%s at %s: %s", a.State, a.Kind, a.ScopeType, a.ScopeID, a.DetectedAt.Format("15:04:05"), a.Summary)
+				}
+			}
+		}
+	}
 }
