@@ -1,0 +1,250 @@
+package scenario
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/declinemon/declinemon/alerting"
+	"github.com/declinemon/declinemon/classify"
+	"github.com/declinemon/declinemon/event"
+)
+
+// Main is the loadgen command.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: loadgen list | generate | score  (-h for flags)")
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "list":
+		for _, s := range Suite() {
+			var kinds []string
+			for _, inc := range s.Incidents {
+				kinds = append(kinds, inc.Type)
+			}
+			fmt.Fprintf(stdout, "%-20s %5d terminals %6s  %s\n", s.Name, s.Fleet.withDefaults().Terminals, time.Duration(s.Duration), strings.Join(kinds, ", "))
+		}
+		return 0
+	case "generate":
+		err = generateCmd(args[1:], stdout, stderr)
+	case "score":
+		err = scoreCmd(args[1:], stdout, stderr)
+	default:
+		err = fmt.Errorf("unknown command %q: want list, generate or score", args[0])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		return 1
+	}
+	return 0
+}
+
+// Find returns the suite scenario called name.
+func Find(name string) (Scenario, error) {
+	for _, s := range Suite() {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	return Scenario{}, fmt.Errorf("no scenario %q (see loadgen list)", name)
+}
+
+type genFlags struct {
+	name, spec, out, truth, configOut string
+	seed                              uint64
+	terminals                         int
+	badRatio                          float64
+}
+
+func (g *genFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.name, "scenario", "busy-mixed-day", "suite scenario to generate (loadgen list)")
+	fs.StringVar(&g.spec, "spec", "", "JSON scenario file instead of a suite scenario")
+	fs.Uint64Var(&g.seed, "seed", 0, "override the fleet seed")
+	fs.IntVar(&g.terminals, "terminals", 0, "override the fleet size")
+}
+
+func (g *genFlags) scenario() (Scenario, error) {
+	var s Scenario
+	var err error
+	if g.spec != "" {
+		data, rerr := os.ReadFile(g.spec)
+		if rerr != nil {
+			return s, fmt.Errorf("reading spec: %w", rerr)
+		}
+		if err := json.Unmarshal(data, &s); err != nil {
+			return s, fmt.Errorf("parsing spec %s: %w", g.spec, err)
+		}
+	} else if s, err = Find(g.name); err != nil {
+		return s, err
+	}
+	if g.seed != 0 {
+		s.Fleet.Seed = g.seed
+	}
+	if g.terminals > 0 {
+		s.Fleet.Terminals = g.terminals
+	}
+	return s, nil
+}
+
+func generateCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var g genFlags
+	g.register(fs)
+	fs.StringVar(&g.out, "out", "-", "event-v1 JSONL output (.gz compresses), - for stdout")
+	fs.StringVar(&g.truth, "truth", "", "write the ground truth (JSON) here")
+	fs.StringVar(&g.configOut, "config-out", "", "write a replay config declaring the scenario's maintenance windows")
+	fs.Float64Var(&g.badRatio, "bad-ratio", 0, "share of extra invalid lines (garbage, truncated, wrong types, card data)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := g.scenario()
+	if err != nil {
+		return err
+	}
+	var w io.Writer = stdout
+	var closers []func() error
+	if g.out != "-" {
+		f, err := os.Create(g.out)
+		if err != nil {
+			return fmt.Errorf("creating output: %w", err)
+		}
+		closers = append(closers, f.Close)
+		w = f
+		if strings.HasSuffix(g.out, ".gz") {
+			zw := gzip.NewWriter(f)
+			closers = append([]func() error{zw.Close}, closers...)
+			w = zw
+		}
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	rng := rand.New(rand.NewPCG(s.Fleet.Seed, 0xbad))
+	var buf []byte
+	truth, err := s.Generate(func(ev *event.Event) {
+		buf = event.AppendJSON(buf[:0], ev)
+		buf = append(buf, '\n')
+		bw.Write(buf)
+		if g.badRatio > 0 && rng.Float64() < g.badRatio {
+			bw.WriteString(badLine(rng, buf[:len(buf)-1]))
+			bw.WriteByte('\n')
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("writing events: %w", err)
+	}
+	for _, c := range closers {
+		if err := c(); err != nil {
+			return fmt.Errorf("closing output: %w", err)
+		}
+	}
+	if g.truth != "" {
+		data, _ := json.MarshalIndent(truth, "", "  ")
+		if err := os.WriteFile(g.truth, append(data, '\n'), 0o644); err != nil {
+			return fmt.Errorf("writing truth: %w", err)
+		}
+	}
+	if g.configOut != "" {
+		cfg := map[string]any{"detection": map[string]any{"maintenance": truth.Maintenance}}
+		data, err := yaml.Marshal(cfg)
+		if err != nil {
+			return fmt.Errorf("encoding config: %w", err)
+		}
+		if err := os.WriteFile(g.configOut, data, 0o644); err != nil {
+			return fmt.Errorf("writing config: %w", err)
+		}
+	}
+	fmt.Fprintf(stderr, "loadgen: %s: %d events, %d incidents\n", s.Name, truth.Events, len(truth.Incidents))
+	return nil
+}
+
+// badLine derives an invalid message from a valid one: the kinds of
+// rejects a real feed produces.
+func badLine(rng *rand.Rand, good []byte) string {
+	g := string(good)
+	switch rng.IntN(6) {
+	case 0:
+		return "#garbage " + fmt.Sprint(rng.Uint32())
+	case 1:
+		return g[:len(g)/2]
+	case 2:
+		return strings.Replace(g, `"merchant_id"`, `"merchant"`, 1)
+	case 3:
+		return strings.Replace(g, `{"event_id"`, `{"pan":"6228480402564890018","event_id"`, 1)
+	case 4:
+		return strings.Replace(g, `"card_bin":"`, `"card_bin":"6228480402`, 1)
+	default:
+		return strings.Replace(g, `"amount_minor":`, `"amount_minor":"`, 1)
+	}
+}
+
+func scoreCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("score", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("scenario", "", "score one suite scenario (default: all)")
+	seedOffset := fs.Uint64("seed-offset", 0, "add to every scenario's seed (other fleets, same incident types)")
+	cfgPath := fs.String("config", "", "YAML file with a detection: section to score instead of the defaults")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var cfg alerting.Config
+	if *cfgPath != "" {
+		data, err := os.ReadFile(*cfgPath)
+		if err != nil {
+			return fmt.Errorf("reading config: %w", err)
+		}
+		var wrap struct {
+			Detection alerting.Config `yaml:"detection"`
+		}
+		if err := yaml.Unmarshal(data, &wrap); err != nil {
+			return fmt.Errorf("parsing config: %w", err)
+		}
+		cfg = wrap.Detection
+	}
+	suite := Suite()
+	if *name != "" {
+		s, err := Find(*name)
+		if err != nil {
+			return err
+		}
+		suite = []Scenario{s}
+	}
+	rules := classify.Default()
+	var scores []Score
+	failed := 0
+	for _, s := range suite {
+		s.Fleet.Seed += *seedOffset
+		sc, _, err := Run(s, rules, cfg)
+		if err != nil {
+			return err
+		}
+		if !sc.Passed() {
+			failed++
+		}
+		scores = append(scores, sc)
+	}
+	if err := WriteTable(stdout, scores); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d scenarios failed", failed, len(scores))
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+// Package pipeline wires the stages into the monitor's processing loop:
+// decode (ingest) → classify → detect (alerting), with the configuration
+// file that drives them and the counters and end-of-run summary that
+// operators read. Sources (files, Kafka) and sinks (alert files, storage,
+// notifiers) plug in around it.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/declinemon/declinemon/alerting"
+	"github.com/declinemon/declinemon/classify"
+	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
+)
+
+// Config is the configuration file. Every field has a safe zero value.
+type Config struct {
+	// DefaultScheme is the response-code table for events without a
+	// "scheme" field: cup or iso8583 (default iso8583).
+	DefaultScheme string `yaml:"default_scheme"`
+	// MaxMessageBytes rejects larger messages (default 65536).
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// RulesFile replaces the embedded classification rules.
+	RulesFile string `yaml:"rules_file"`
+	// Detection tunes the detectors; see alerting.Config.
+	Detection alerting.Config `yaml:"detection"`
+}
+
+// LoadConfig reads a YAML configuration file ("" means defaults) and
+// applies environment overrides (DECLINEMON_DEFAULT_SCHEME,
+// DECLINEMON_MAX_MESSAGE_BYTES, DECLINEMON_RULES_FILE). Unknown keys are
+// errors, so a typo does not silently fall back to a default.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return c, fmt.Errorf("opening config: %w", err)
+		}
+		defer f.Close()
+		dec := yaml.NewDecoder(f)
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if v, ok := os.LookupEnv("DECLINEMON_DEFAULT_SCHEME"); ok {
+		c.DefaultScheme = v
+	}
+	if v, ok := os.LookupEnv("DECLINEMON_MAX_MESSAGE_BYTES"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return c, fmt.Errorf("DECLINEMON_MAX_MESSAGE_BYTES: %w", err)
+		}
+		c.MaxMessageBytes = n
+	}
+	if v, ok := os.LookupEnv("DECLINEMON_RULES_FILE"); ok {
+		c.RulesFile = v
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem with specific messages.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DefaultScheme != "" {
+		if _, ok := event.ParseScheme(c.DefaultScheme); !ok {
+			errs = append(errs, fmt.Errorf("default_scheme %q: want cup or iso8583", c.DefaultScheme))
+		}
+	}
+	if c.MaxMessageBytes < 0 || (c.MaxMessageBytes > 0 && c.MaxMessageBytes < 256) {
+		errs = append(errs, fmt.Errorf("max_message_bytes %d: want 0 (default) or at least 256", c.MaxMessageBytes))
+	}
+	if err := c.Detection.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// DecoderConfig derives the decoder settings.
+func (c Config) DecoderConfig() ingest.DecoderConfig {
+	s, _ := event.ParseScheme(strings.TrimSpace(c.DefaultScheme))
+	return ingest.DecoderConfig{DefaultScheme: s, MaxMessageBytes: c.MaxMessageBytes}
+}
+
+// LoadRules returns the rules file named by path (or by the config), or the
+// embedded defaults.
+func (c Config) LoadRules(path string) (*classify.Rules, error) {
+	if path == "" {
+		path = c.RulesFile
+	}
+	if path == "" {
+		return classify.Default(), nil
+	}
+	return classify.LoadFile(path)
+}

@@ -1,0 +1,199 @@
+package pipeline
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/declinemon/declinemon/alerting"
+	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
+)
+
+// Tally keeps whole-run attempts and declines per merchant and terminal for
+// the summary's league tables.
+type Tally struct {
+	merchants map[string]*tallyRow
+	terminals map[string]*tallyRow
+}
+
+type tallyRow struct {
+	attempts, declines uint64
+	byCause            [event.NumCauses]uint32
+}
+
+// NewTally returns an empty tally.
+func NewTally() *Tally {
+	return &Tally{merchants: map[string]*tallyRow{}, terminals: map[string]*tallyRow{}}
+}
+
+// Add counts one classified event.
+func (t *Tally) Add(ev *event.Event, cause event.Cause) {
+	add := func(m map[string]*tallyRow, k string) {
+		r := m[k]
+		if r == nil {
+			r = &tallyRow{}
+			m[k] = r
+		}
+		r.attempts++
+		if cause != event.CauseNone {
+			r.declines++
+			r.byCause[cause]++
+		}
+	}
+	add(t.merchants, ev.Merchant)
+	add(t.terminals, ev.Terminal)
+}
+
+// Summary is everything the end-of-run report shows.
+type Summary struct {
+	Input   string
+	Counts  *Counts
+	Tally   *Tally
+	Alerts  []alerting.Alert
+	Engine  alerting.Stats
+	Elapsed time.Duration
+	// Top is how many merchants and terminals to list (default 10).
+	Top int
+	// MinAttempts is the volume below which a merchant or terminal is
+	// left out of the decline-rate tables (default 20).
+	MinAttempts uint64
+}
+
+// Write prints the summary for people.
+func (s *Summary) Write(w io.Writer) error {
+	c := s.Counts
+	top := cmp.Or(s.Top, 10)
+	minAttempts := cmp.Or(s.MinAttempts, 20)
+	var rejected uint64
+	for _, n := range c.Rejected {
+		rejected += n
+	}
+	declines := c.Accepted - c.Approved
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	p := func(format string, a ...any) { fmt.Fprintf(tw, format, a...) }
+
+	p("declinemon replay summary: %s\n", s.Input)
+	rate := 0.0
+	if s.Elapsed > 0 {
+		rate = float64(c.Messages) / s.Elapsed.Seconds()
+	}
+	p("  events read\t%d\t(%.0f events/s, %s)\n", c.Messages, rate, s.Elapsed.Round(time.Millisecond))
+	p("  accepted\t%d\n", c.Accepted)
+	p("  rejected\t%d\n", rejected)
+	for r := ingest.Reason(0); r < ingest.NumReasons; r++ {
+		if c.Rejected[r] > 0 {
+			p("    %s\t%d\n", r, c.Rejected[r])
+		}
+	}
+	p("  late (beyond lateness, not detected on)\t%d\n", c.Late)
+	p("  approved\t%d\t%s\n", c.Approved, pct(c.Approved, c.Accepted))
+	p("  declined or failed\t%d\t%s\n", declines, pct(declines, c.Accepted))
+	if declines > 0 {
+		p("\ndecline mix by cause\n")
+		for _, cause := range event.Causes() {
+			if n := c.ByCause[cause]; n > 0 {
+				p("  %s\t%d\t%s of declines\n", cause, n, pct(n, declines))
+			}
+		}
+		p("  declined amount (minor units, all currencies)\t%d\n", c.AmountDeclined)
+	}
+	if len(c.UnknownCodes) > 0 {
+		p("\nunknown codes (extend the rules file)\n")
+		codes := make([]string, 0, len(c.UnknownCodes))
+		for k := range c.UnknownCodes {
+			codes = append(codes, k)
+		}
+		slices.SortFunc(codes, func(a, b string) int {
+			return cmp.Or(cmp.Compare(c.UnknownCodes[b], c.UnknownCodes[a]), cmp.Compare(a, b))
+		})
+		for _, k := range codes[:min(top, len(codes))] {
+			p("  %s\t%d\n", k, c.UnknownCodes[k])
+		}
+	}
+	if s.Tally != nil {
+		league(p, "merchants", s.Tally.merchants, top, minAttempts)
+		league(p, "terminals", s.Tally.terminals, top, minAttempts)
+	}
+	p("\nalerts\n")
+	byKind := map[alerting.Kind]int{}
+	firing := 0
+	for _, a := range s.Alerts {
+		if a.State == alerting.StateFiring {
+			byKind[a.Kind]++
+			firing++
+		}
+	}
+	p("  incidents raised\t%d\n", firing)
+	for k := alerting.Kind(0); k < alerting.NumKinds; k++ {
+		if byKind[k] > 0 {
+			p("    %s\t%d\n", k, byKind[k])
+		}
+	}
+	if s.Engine.Inhibited+s.Engine.Suppressed > 0 {
+		p("  muted evaluations (explained by a wider incident)\t%d\n", s.Engine.Inhibited+s.Engine.Suppressed)
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing summary: %w", err)
+	}
+	resolved := map[string]time.Time{}
+	for _, a := range s.Alerts {
+		if a.State == alerting.StateResolved && a.EndsAt != nil {
+			resolved[a.ID] = *a.EndsAt
+		}
+	}
+	for _, a := range s.Alerts {
+		if a.State != alerting.StateFiring {
+			continue
+		}
+		end := "still firing"
+		if t, ok := resolved[a.ID]; ok {
+			end = "resolved " + t.Format("15:04:05")
+		}
+		paging := ""
+		if a.Labels["paging"] == "false" {
+			paging = " [non-paging: maintenance]"
+		}
+		fmt.Fprintf(w, "  %s %s=%s detected %s, %s%s\n      %s\n",
+			a.Kind, a.ScopeType, a.ScopeID, a.DetectedAt.Format("2006-01-02 15:04:05Z"), end, paging, a.Summary)
+	}
+	return nil
+}
+
+func league(p func(string, ...any), what string, rows map[string]*tallyRow, top int, minAttempts uint64) {
+	keys := make([]string, 0, len(rows))
+	for k, r := range rows {
+		if r.attempts >= minAttempts && r.declines > 0 {
+			keys = append(keys, k)
+		}
+	}
+	rate := func(r *tallyRow) float64 { return float64(r.declines) / float64(r.attempts) }
+	slices.SortFunc(keys, func(a, b string) int {
+		return cmp.Or(cmp.Compare(rate(rows[b]), rate(rows[a])), cmp.Compare(rows[b].attempts, rows[a].attempts), cmp.Compare(a, b))
+	})
+	if len(keys) == 0 {
+		return
+	}
+	p("\ntop %s by decline rate (at least %d attempts)\n", what, minAttempts)
+	for _, k := range keys[:min(top, len(keys))] {
+		r := rows[k]
+		var parts []string
+		for _, c := range event.Causes() {
+			if r.byCause[c] > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", c, r.byCause[c]))
+			}
+		}
+		p("  %s\t%s\t%d/%d\t%s\n", k, pct(r.declines, r.attempts), r.declines, r.attempts, strings.Join(parts, ", "))
+	}
+}
+
+func pct(n, d uint64) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(d))
+}
