@@ -214,7 +214,10 @@ func (e *Engine) passes(r *rule, t event.ScopeType, k, n, aff int, p0 float64, f
 	if k < c.MinFailures || rate < c.MinRate || rate < c.MinRatio*p0 {
 		return false
 	}
-	if t != event.ScopeTerminal && aff < c.MinAffected {
+	if t == event.ScopeTerminal {
+		return binomTail(k, n, p0) <= e.cfg.TerminalAlpha
+	}
+	if aff < c.MinAffected {
 		return false
 	}
 	return binomTail(k, n, p0) <= e.cfg.Alpha

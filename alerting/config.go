@@ -18,6 +18,10 @@ type Config struct {
 	Lateness time.Duration `yaml:"lateness" json:"lateness"`
 	// Alpha is the significance level of the binomial test.
 	Alpha float64 `yaml:"alpha" json:"alpha"`
+	// TerminalAlpha is the significance level for single terminals. They
+	// are nearly all the scopes tested, so they need a stricter level for
+	// the same false-alarm rate per day (a Bonferroni-style correction).
+	TerminalAlpha float64 `yaml:"terminal_alpha" json:"terminal_alpha"`
 	// GroupWindow is the detection window for fleet scopes (region,
 	// carrier, network, host, acquirer, issuer, model cohort).
 	GroupWindow time.Duration `yaml:"group_window" json:"group_window"`
@@ -83,6 +87,7 @@ func Defaults() Config {
 		Tick:                10 * time.Second,
 		Lateness:            30 * time.Second,
 		Alpha:               1e-6,
+		TerminalAlpha:       2e-7,
 		GroupWindow:         time.Minute,
 		MerchantWindow:      15 * time.Minute,
 		MerchantSurgeWindow: 5 * time.Minute,
@@ -95,7 +100,7 @@ func Defaults() Config {
 		Rules: map[string]RuleConfig{
 			"network_outage":    {MinFailures: 10, MinAffected: 5, MinRate: 0.2, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "network"},
 			"terminal_hardware": {MinFailures: 3, MinAffected: 3, MinRate: 0.25, MinRatio: 8, ClearAfter: 20 * time.Minute, Severity: "warning", Team: "field-service"},
-			"issuer_outage":     {MinFailures: 6, MinAffected: 3, MinRate: 0.15, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "payments-ops"},
+			"issuer_outage":     {MinFailures: 5, MinAffected: 3, MinRate: 0.15, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "payments-ops"},
 			"fraud_attack":      {MinFailures: 10, MinAffected: 1, MinRate: 0.15, MinRatio: 5, ClearAfter: 10 * time.Minute, Severity: "critical", Team: "risk"},
 			"data_transmission": {MinFailures: 4, MinAffected: 2, MinRate: 0.25, MinRatio: 6, ClearAfter: 15 * time.Minute, Severity: "warning", Team: "terminal-ops"},
 			"decline_spike":     {MinFailures: 15, MinAffected: 1, MinRate: 0.3, MinRatio: 3, ClearAfter: 10 * time.Minute, Severity: "warning", Team: "payments-ops"},
@@ -118,6 +123,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Alpha == 0 {
 		c.Alpha = d.Alpha
+	}
+	if c.TerminalAlpha == 0 {
+		c.TerminalAlpha = min(d.TerminalAlpha, c.Alpha)
 	}
 	if c.PriorWeight == 0 {
 		c.PriorWeight = d.PriorWeight
@@ -180,6 +188,9 @@ func (c Config) Validate() error {
 	pos("idle_ttl", c.IdleTTL)
 	if c.Alpha < 0 || c.Alpha >= 1 {
 		errs = append(errs, fmt.Errorf("detection.alpha must be in (0, 1) (got %g)", c.Alpha))
+	}
+	if c.TerminalAlpha < 0 || c.TerminalAlpha >= 1 {
+		errs = append(errs, fmt.Errorf("detection.terminal_alpha must be in (0, 1) (got %g)", c.TerminalAlpha))
 	}
 	if c.MinBaseline < 0 || c.MinBaseline >= 1 {
 		errs = append(errs, fmt.Errorf("detection.min_baseline must be in [0, 1) (got %g)", c.MinBaseline))

@@ -157,7 +157,8 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 		var window time.Duration
 		switch event.ScopeType(t) {
 		case event.ScopeTerminal:
-			window, e.nb[t] = cfg.TerminalWindow, 15
+			// Fewer, wider buckets: terminals are most of the state.
+			window, e.nb[t] = cfg.TerminalWindow, 10
 		case event.ScopeMerchant:
 			window, e.nb[t] = cfg.MerchantWindow, 15
 		default:
@@ -166,7 +167,7 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 		e.width[t] = max(int64(window)/int64(e.nb[t]), int64(time.Second))
 		// Room for buckets ahead of the watermark (lateness) so they never
 		// overwrite buckets still inside the window.
-		e.ringLen[t] = int(e.nb[t]) + int((e.lateness+e.tick+e.width[t]-1)/e.width[t]) + 1
+		e.ringLen[t] = int(e.nb[t]) + int((e.lateness+e.tick+e.width[t]-1)/e.width[t])
 		e.decay[t] = float32(math.Pow(0.5, float64(e.width[t])/float64(cfg.BaselineHalfLife)))
 	}
 	e.poolDecay = float32(math.Pow(0.5, float64(cfg.Tick)/float64(time.Hour)))

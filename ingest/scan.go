@@ -47,6 +47,15 @@ func (s *scanner) expect(c byte) bool {
 	return false
 }
 
+// plain marks bytes that can appear unescaped in a JSON string and need no
+// further check: printable ASCII other than '"' and '\\'.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str reads a JSON string starting at s.i (which holds '"'). The returned
 // bytes are valid until the next call that unescapes.
 func (s *scanner) str() ([]byte, bool) {
@@ -55,6 +64,16 @@ func (s *scanner) str() ([]byte, bool) {
 	}
 	s.i++
 	start := s.i
+	b := s.b
+	i := s.i
+	for i < len(b) && plain[b[i]] {
+		i++
+	}
+	if i < len(b) && b[i] == '"' { // the common case: plain ASCII
+		s.i = i + 1
+		return b[start:i], true
+	}
+	s.i = i
 	ascii := true
 	for s.i < len(s.b) {
 		c := s.b[s.i]

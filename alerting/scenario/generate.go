@@ -318,8 +318,8 @@ func (e *estate) fault(inc Incident, start time.Time, rng *rand.Rand) (*fault, e
 	case "failing_terminal":
 		f.scope, f.exp.Kind = event.ScopeTerminal, "terminal_hardware"
 		if f.id == "" {
-			// A terminal busy enough to show its fault within minutes
-			// (>= 20 attempts an hour at onset); else the busiest.
+			// A till busy enough to show its fault within minutes
+			// (>= 30 attempts an hour at onset); else the busiest.
 			busiest := 0
 			for i, t := range e.terms {
 				if t.weight > e.terms[busiest].weight {
@@ -330,13 +330,13 @@ func (e *estate) fault(inc Incident, start time.Time, rng *rand.Rand) (*fault, e
 			load := e.f.AttemptsPerTerminalHour * shapeAt(f.exp.Start.In(time.FixedZone("+08:00", 8*3600)))
 			for range 10000 {
 				t := e.terms[rng.IntN(len(e.terms))]
-				if t.weight*load >= 20 {
+				if t.weight*load >= 30 {
 					f.id = t.ID
 					break
 				}
 			}
 		}
-		rate(0.6)
+		rate(0.7)
 		f.codes = tcodes("CHIP_READ_FAIL", "MAG_READ_FAIL", "CONTACTLESS_READ_FAIL", "PINPAD_FAIL")
 	case "model_defect":
 		f.scope, f.exp.Kind = event.ScopeModel, "terminal_hardware"
