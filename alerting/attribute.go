@@ -19,6 +19,7 @@ type candStats struct {
 	// confirmed: passed the test this tick (a firing scope may be taken
 	// for coverage without passing)
 	confirmed bool
+	pending   bool // passed, but must keep passing for Pending before firing
 }
 
 // narrowness orders scope types from narrowest to widest, to break exact
@@ -160,6 +161,13 @@ func (e *Engine) evalRule(r *rule, T int64) {
 		st.nRes = max(st.n-int(s.k-s.kRes), st.k)
 		st.aff = int(s.aff)
 		st.start = 0
+		picked = append(picked, best)
+		if st.confirmed && s.incident(r.idx) == nil && e.holding(r, s, T) {
+			// Pending: leave its failures unexplained so a wider scope
+			// can still claim them this tick.
+			st.pending = true
+			continue
+		}
 		// The chosen scope explains all its failures, also those older
 		// than its own window that a wider-windowed scope would still see.
 		for i := range recs {
@@ -174,13 +182,23 @@ func (e *Engine) evalRule(r *rule, T int64) {
 				}
 			}
 		}
-		picked = append(picked, best)
 	}
 
+	seen := make(map[*scope]bool, len(picked))
 	for _, i := range picked {
 		s, st := cands[i], &stats[i]
 		if !st.confirmed {
 			e.chosen[i] = false // not re-confirmed: settle decides
+			continue
+		}
+		if st.pending {
+			if e.mostlyCovered(recs, s, from[s.typ], to[s.typ]) {
+				continue // a wider scope explains it: never fires
+			}
+			if _, ok := r.pending[s]; !ok {
+				r.pending[s] = T
+			}
+			seen[s] = true
 			continue
 		}
 		if inc := s.incident(r.idx); inc != nil {
@@ -195,7 +213,38 @@ func (e *Engine) evalRule(r *rule, T int64) {
 		ev := e.evidence(recs, r, s, from[s.typ], to[s.typ])
 		e.fire(r, r.kindFor(s.typ), s, T, st, ev)
 	}
+	for s := range r.pending {
+		if !seen[s] {
+			delete(r.pending, s)
+		}
+	}
 	e.settle(r, T)
+}
+
+// holding reports whether a new terminal-scope candidate of r must wait:
+// it fires only after passing for the rule's Pending time, so that a wider
+// scope (the merchant after a key change) gets the chance to explain it.
+func (e *Engine) holding(r *rule, s *scope, T int64) bool {
+	if r.cfg.Pending <= 0 || s.typ != event.ScopeTerminal {
+		return false
+	}
+	since, ok := r.pending[s]
+	return !ok || T-since < int64(r.cfg.Pending)
+}
+
+// mostlyCovered reports whether most of s's failures in its window are
+// already explained by another scope chosen this tick.
+func (e *Engine) mostlyCovered(recs []record, s *scope, from, to int64) bool {
+	total, covered := 0, 0
+	for i := range recs {
+		if rec := &recs[i]; rec.dims[s.typ] == s && rec.ts >= from && rec.ts < to {
+			total++
+			if e.covered[i] {
+				covered++
+			}
+		}
+	}
+	return total > 0 && 2*covered >= total
 }
 
 // passes applies the rule's test. A firing scope only has to stay clearly
@@ -274,6 +323,14 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 			cands = append(cands, inc.scope)
 		}
 	}
+	waiting := len(cands)
+	for s := range r.pending {
+		if s.dirtyTick != e.tickNo {
+			cands = append(cands, s)
+		}
+	}
+	// Map order is random; evaluation order decides emission order.
+	slices.SortFunc(cands[waiting:], func(a, b *scope) int { return cmp.Compare(a.id, b.id) })
 	e.gen++
 	for _, s := range cands {
 		if s.gen == e.gen || s.evicted {
@@ -302,6 +359,16 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 				e.stats.Suppressed++
 				continue
 			}
+			if since, ok := r.pending[s]; !ok || T-since < int64(r.cfg.Pending) {
+				// The least specific kind waits, giving the specific
+				// detectors time to claim the merchant's failures.
+				if !ok {
+					r.pending[s] = T
+				}
+				s.cand = 1 // still pending
+				continue
+			}
+			delete(r.pending, s)
 			st := &candStats{n: n, p0: p0, k: k, nRes: n, aff: e.merchantTerminals(s, fromSlot)}
 			st.start = e.firstFailureSince(s, t, fromSlot, slotTo)
 			e.fire(r, r.kind, s, T, st, evidence{dominant: dom})
@@ -310,6 +377,11 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 			e.update(inc, k, n, inc.alert.Affected, p0)
 		}
 		s.cand = 0 // marks "confirmed this tick" for settle
+	}
+	for s := range r.pending {
+		if s.gen != e.gen || s.cand != 1 {
+			delete(r.pending, s)
+		}
 	}
 	e.dirtyMerchants = e.dirtyMerchants[:0]
 	keep := r.active[:0]

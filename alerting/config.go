@@ -68,8 +68,12 @@ type RuleConfig struct {
 	// ClearAfter is how long a firing scope must stay normal before its
 	// alert resolves (hysteresis: a flapping scope stays one incident).
 	ClearAfter time.Duration `yaml:"clear_after" json:"clear_after"`
-	Severity   string        `yaml:"severity" json:"severity"`
-	Team       string        `yaml:"team" json:"team"`
+	// Pending is how long a new single-terminal candidate (or, for
+	// decline_spike, a merchant) must keep passing before it fires, so a
+	// wider scope or a more specific kind can explain it first.
+	Pending  time.Duration `yaml:"pending" json:"pending"`
+	Severity string        `yaml:"severity" json:"severity"`
+	Team     string        `yaml:"team" json:"team"`
 }
 
 // MaintenanceWindow is a declared window for one scope.
@@ -99,11 +103,11 @@ func Defaults() Config {
 		MaxRecords:          2_000_000,
 		Rules: map[string]RuleConfig{
 			"network_outage":    {MinFailures: 10, MinAffected: 5, MinRate: 0.2, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "network"},
-			"terminal_hardware": {MinFailures: 3, MinAffected: 3, MinRate: 0.25, MinRatio: 8, ClearAfter: 20 * time.Minute, Severity: "warning", Team: "field-service"},
+			"terminal_hardware": {MinFailures: 4, MinAffected: 3, MinRate: 0.25, MinRatio: 8, ClearAfter: 20 * time.Minute, Severity: "warning", Team: "field-service"},
 			"issuer_outage":     {MinFailures: 5, MinAffected: 3, MinRate: 0.15, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "payments-ops"},
 			"fraud_attack":      {MinFailures: 10, MinAffected: 1, MinRate: 0.15, MinRatio: 5, ClearAfter: 10 * time.Minute, Severity: "critical", Team: "risk"},
-			"data_transmission": {MinFailures: 4, MinAffected: 2, MinRate: 0.25, MinRatio: 6, ClearAfter: 15 * time.Minute, Severity: "warning", Team: "terminal-ops"},
-			"decline_spike":     {MinFailures: 15, MinAffected: 1, MinRate: 0.3, MinRatio: 3, ClearAfter: 10 * time.Minute, Severity: "warning", Team: "payments-ops"},
+			"data_transmission": {MinFailures: 4, MinAffected: 2, MinRate: 0.25, MinRatio: 6, ClearAfter: 15 * time.Minute, Pending: 3 * time.Minute, Severity: "warning", Team: "terminal-ops"},
+			"decline_spike":     {MinFailures: 12, MinAffected: 1, MinRate: 0.3, MinRatio: 3, ClearAfter: 10 * time.Minute, Pending: 2 * time.Minute, Severity: "warning", Team: "payments-ops"},
 		},
 	}
 }
@@ -163,6 +167,9 @@ func (c Config) withDefaults() Config {
 		}
 		if r.Team == "" {
 			r.Team = def.Team
+		}
+		if r.Pending == 0 {
+			r.Pending = def.Pending
 		}
 		rules[k] = r
 	}

@@ -19,6 +19,9 @@ type rule struct {
 	nb     [event.NumScopeTypes]int32 // buckets in this rule's window per scope type
 	cfg    RuleConfig
 	active []*incident
+	// pending holds candidates waiting out cfg.Pending, with the tick they
+	// first passed.
+	pending map[*scope]int64
 }
 
 const (
@@ -172,7 +175,7 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 	}
 	e.poolDecay = float32(math.Pow(0.5, float64(cfg.Tick)/float64(time.Hour)))
 	mk := func(idx int, k Kind, c event.Cause, scopes ...event.ScopeType) {
-		r := &rule{idx: idx, kind: k, cause: c, scopes: scopes, cfg: cfg.Rules[k.String()], nb: e.nb}
+		r := &rule{idx: idx, kind: k, cause: c, scopes: scopes, cfg: cfg.Rules[k.String()], nb: e.nb, pending: map[*scope]int64{}}
 		if c == event.CauseFraudRisk || c == event.CauseDataTransmission {
 			// Surges at a merchant are judged on a shorter window than its
 			// overall decline rate, so their onset is not diluted.

@@ -210,3 +210,42 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestSpecialMatchesTable checks the eight-bytes-at-a-time scan against the
+// byte table for every byte value at every position.
+func TestSpecialMatchesTable(t *testing.T) {
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			b := []byte("abcdefgh")
+			b[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(b[i])
+			}
+			m := special(x)
+			first := -1
+			for i, c := range b {
+				if !plain[c] {
+					first = i
+					break
+				}
+			}
+			got := -1
+			if m != 0 {
+				got = bitsTrailing(m) / 8
+			}
+			if got != first {
+				t.Fatalf("byte %#x at %d: special says %d, table says %d", c, pos, got, first)
+			}
+		}
+	}
+}
+
+func bitsTrailing(m uint64) int {
+	n := 0
+	for m&1 == 0 {
+		m >>= 1
+		n++
+	}
+	return n
+}

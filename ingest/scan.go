@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -56,6 +58,19 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// special has the high bit set in every byte of x that is '"', '\\', a
+// control character or non-ASCII. Only the lowest set byte is exact, which
+// is the one str uses.
+func special(x uint64) uint64 {
+	zero := func(v uint64) uint64 { return (v - lsb) & ^v & msb }
+	return zero(x^(lsb*'"')) | zero(x^(lsb*'\\')) | ((x - lsb*0x20) & ^x & msb) | (x & msb)
+}
+
 // str reads a JSON string starting at s.i (which holds '"'). The returned
 // bytes are valid until the next call that unescapes.
 func (s *scanner) str() ([]byte, bool) {
@@ -66,6 +81,16 @@ func (s *scanner) str() ([]byte, bool) {
 	start := s.i
 	b := s.b
 	i := s.i
+	// Eight bytes at a time while none needs attention (SWAR), then
+	// byte by byte.
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if m := special(x); m != 0 {
+			i += bits.TrailingZeros64(m) >> 3
+			break
+		}
+		i += 8
+	}
 	for i < len(b) && plain[b[i]] {
 		i++
 	}

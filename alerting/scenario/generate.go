@@ -319,7 +319,7 @@ func (e *estate) fault(inc Incident, start time.Time, rng *rand.Rand) (*fault, e
 		f.scope, f.exp.Kind = event.ScopeTerminal, "terminal_hardware"
 		if f.id == "" {
 			// A till busy enough to show its fault within minutes
-			// (>= 30 attempts an hour at onset); else the busiest.
+			// (>= 40 attempts an hour at onset); else the busiest.
 			busiest := 0
 			for i, t := range e.terms {
 				if t.weight > e.terms[busiest].weight {
@@ -330,7 +330,7 @@ func (e *estate) fault(inc Incident, start time.Time, rng *rand.Rand) (*fault, e
 			load := e.f.AttemptsPerTerminalHour * shapeAt(f.exp.Start.In(time.FixedZone("+08:00", 8*3600)))
 			for range 10000 {
 				t := e.terms[rng.IntN(len(e.terms))]
-				if t.weight*load >= 30 {
+				if t.weight*load >= 40 {
 					f.id = t.ID
 					break
 				}
