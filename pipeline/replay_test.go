@@ -47,7 +47,7 @@ func TestReplayBadInputIsCountedNeverFatalNeverLeaksCardData(t *testing.T) {
 	lines := []string{
 		strings.Replace(good, "%d", "1", 2),
 		"this is not json",
-		`{"event_id":"e2","ts":"2026-11-27T10:00:02Z","terminal_id":"T1"`,                                       // truncated
+		`{"event_id":"e2","ts":"2026-11-27T10:00:02Z","terminal_id":"T1"`,                                        // truncated
 		`{"event_id":"e3","ts":"2026-11-27T10:00:03Z","terminal_id":"T1","merchant_id":"M1","response_code":51}`, // wrong type
 		`{"event_id":"e4","ts":"2026-11-27T10:00:04Z","terminal_id":"T1","merchant_id":"M1","response_code":"00","pan":"` + pan + `"}`,
 		`{"event_id":"e5","ts":"2026-11-27T10:00:05Z","terminal_id":"T1","merchant_id":"M1","response_code":"00","card_bin":"` + pan + `"}`,
