@@ -202,8 +202,7 @@ func (e *Engine) evalRule(r *rule, T int64) {
 			continue
 		}
 		if inc := s.incident(r.idx); inc != nil {
-			inc.quietSince = 0
-			e.update(inc, st.k, st.nRes, st.aff, st.p0)
+			e.update(inc, st.k, st.nRes, st.aff)
 			continue
 		}
 		if s.typ == event.ScopeTerminal && e.underNetworkOutage(s) {
@@ -291,7 +290,7 @@ func (e *Engine) underNetworkOutage(term *scope) bool {
 func (e *Engine) settle(r *rule, T int64) {
 	keep := r.active[:0]
 	for _, inc := range r.active {
-		if inc.scope.gen == e.gen && inc.scope.cand >= 0 && e.chosen[inc.scope.cand] {
+		if inc.confirmed == e.tickNo {
 			keep = append(keep, inc)
 			continue
 		}
@@ -373,10 +372,8 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 			st.start = e.firstFailureSince(s, t, fromSlot, slotTo)
 			e.fire(r, r.kind, s, T, st, evidence{dominant: dom})
 		} else {
-			inc.quietSince = 0
-			e.update(inc, k, n, inc.alert.Affected, p0)
+			e.update(inc, k, n, inc.alert.Affected)
 		}
-		s.cand = 0 // marks "confirmed this tick" for settle
 	}
 	for s := range r.pending {
 		if s.gen != e.gen || s.cand != 1 {
@@ -384,24 +381,7 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 		}
 	}
 	e.dirtyMerchants = e.dirtyMerchants[:0]
-	keep := r.active[:0]
-	for _, inc := range r.active {
-		s := inc.scope
-		if s.gen == e.gen && s.cand == 0 {
-			keep = append(keep, inc)
-			continue
-		}
-		if inc.quietSince == 0 {
-			inc.quietSince = T
-		}
-		if T-inc.quietSince >= int64(r.cfg.ClearAfter) {
-			e.resolve(inc, inc.quietSince)
-			continue
-		}
-		keep = append(keep, inc)
-	}
-	clear(r.active[len(keep):])
-	r.active = keep
+	e.settle(r, T)
 }
 
 // merchantTerminals counts the merchant's terminals with declines in the
@@ -514,7 +494,7 @@ func (e *Engine) fire(r *rule, k Kind, s *scope, T int64, st *candStats, ev evid
 		a.Labels["merchant_id"] = s.dims[event.ScopeMerchant].id
 	}
 	a.Summary, a.Remedy = describe(&a, ev)
-	inc := &incident{alert: a, rule: r, scope: s}
+	inc := &incident{alert: a, rule: r, scope: s, confirmed: e.tickNo}
 	s.setIncident(r.idx, inc)
 	r.active = append(r.active, inc)
 	e.stats.Fired++
@@ -531,15 +511,15 @@ func setCounts(a *Alert, k, n, aff int, p0 float64) {
 
 func round4(x float64) float64 { return float64(int64(x*10000+0.5)) / 10000 }
 
-// update refreshes a firing incident with the latest window, keeping the
+// update re-confirms a firing incident with the latest window, keeping the
 // peak failures and affected count so the resolved record tells how bad it
 // got.
-func (e *Engine) update(inc *incident, k, n, aff int, p0 float64) {
+func (e *Engine) update(inc *incident, k, n, aff int) {
+	inc.confirmed, inc.quietSince = e.tickNo, 0
 	a := &inc.alert
 	if k >= a.Failures {
 		setCounts(a, k, n, max(aff, a.Affected), a.BaselineRate)
 	}
-	_ = p0
 }
 
 func (e *Engine) resolve(inc *incident, at int64) {

@@ -115,31 +115,19 @@ func Defaults() Config {
 // withDefaults fills zero fields from Defaults.
 func (c Config) withDefaults() Config {
 	d := Defaults()
-	durs := []struct{ v, def *time.Duration }{
-		{&c.Tick, &d.Tick}, {&c.Lateness, &d.Lateness}, {&c.GroupWindow, &d.GroupWindow},
-		{&c.MerchantWindow, &d.MerchantWindow}, {&c.MerchantSurgeWindow, &d.MerchantSurgeWindow}, {&c.TerminalWindow, &d.TerminalWindow},
-		{&c.BaselineHalfLife, &d.BaselineHalfLife}, {&c.IdleTTL, &d.IdleTTL},
-	}
-	for _, x := range durs {
-		if *x.v == 0 {
-			*x.v = *x.def
-		}
-	}
-	if c.Alpha == 0 {
-		c.Alpha = d.Alpha
-	}
-	if c.TerminalAlpha == 0 {
-		c.TerminalAlpha = min(d.TerminalAlpha, c.Alpha)
-	}
-	if c.PriorWeight == 0 {
-		c.PriorWeight = d.PriorWeight
-	}
-	if c.MinBaseline == 0 {
-		c.MinBaseline = d.MinBaseline
-	}
-	if c.MaxRecords == 0 {
-		c.MaxRecords = d.MaxRecords
-	}
+	orDefault(&c.Tick, d.Tick)
+	orDefault(&c.Lateness, d.Lateness)
+	orDefault(&c.GroupWindow, d.GroupWindow)
+	orDefault(&c.MerchantWindow, d.MerchantWindow)
+	orDefault(&c.MerchantSurgeWindow, d.MerchantSurgeWindow)
+	orDefault(&c.TerminalWindow, d.TerminalWindow)
+	orDefault(&c.BaselineHalfLife, d.BaselineHalfLife)
+	orDefault(&c.IdleTTL, d.IdleTTL)
+	orDefault(&c.Alpha, d.Alpha)
+	orDefault(&c.TerminalAlpha, min(d.TerminalAlpha, c.Alpha))
+	orDefault(&c.PriorWeight, d.PriorWeight)
+	orDefault(&c.MinBaseline, d.MinBaseline)
+	orDefault(&c.MaxRecords, d.MaxRecords)
 	rules := make(map[string]RuleConfig, len(d.Rules))
 	for k, def := range d.Rules {
 		r, ok := c.Rules[k]
@@ -147,34 +135,26 @@ func (c Config) withDefaults() Config {
 			rules[k] = def
 			continue
 		}
-		if r.MinFailures == 0 {
-			r.MinFailures = def.MinFailures
-		}
-		if r.MinAffected == 0 {
-			r.MinAffected = def.MinAffected
-		}
-		if r.MinRate == 0 {
-			r.MinRate = def.MinRate
-		}
-		if r.MinRatio == 0 {
-			r.MinRatio = def.MinRatio
-		}
-		if r.ClearAfter == 0 {
-			r.ClearAfter = def.ClearAfter
-		}
-		if r.Severity == "" {
-			r.Severity = def.Severity
-		}
-		if r.Team == "" {
-			r.Team = def.Team
-		}
-		if r.Pending == 0 {
-			r.Pending = def.Pending
-		}
+		orDefault(&r.MinFailures, def.MinFailures)
+		orDefault(&r.MinAffected, def.MinAffected)
+		orDefault(&r.MinRate, def.MinRate)
+		orDefault(&r.MinRatio, def.MinRatio)
+		orDefault(&r.ClearAfter, def.ClearAfter)
+		orDefault(&r.Pending, def.Pending)
+		orDefault(&r.Severity, def.Severity)
+		orDefault(&r.Team, def.Team)
 		rules[k] = r
 	}
 	c.Rules = rules
 	return c
+}
+
+// orDefault sets *v to def when *v is the zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // Validate reports every problem with c, with the offending key named.

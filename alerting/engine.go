@@ -49,7 +49,8 @@ type incident struct {
 	alert      Alert
 	rule       *rule
 	scope      *scope
-	quietSince int64 // event time the scope first looked normal again; 0 while anomalous
+	quietSince int64  // event time the scope first looked normal again; 0 while anomalous
+	confirmed  uint64 // tick at which the scope last passed
 }
 
 // record is one failure kept for attribution: when, which code, and every
