@@ -31,6 +31,11 @@ type Config struct {
 	RulesFile string `yaml:"rules_file"`
 	// Detection tunes the detectors; see alerting.Config.
 	Detection alerting.Config `yaml:"detection"`
+	// DisableDetection turns the detectors off: for ingest instances that
+	// forward to a separate detection stage (kafka.forward_topic).
+	DisableDetection bool `yaml:"disable_detection"`
+	// Kafka is where `run` consumes from.
+	Kafka KafkaConfig `yaml:"kafka"`
 }
 
 // LoadConfig reads a YAML configuration file ("" means defaults) and
@@ -64,6 +69,7 @@ func LoadConfig(path string) (Config, error) {
 	if v, ok := os.LookupEnv("DECLINEMON_RULES_FILE"); ok {
 		c.RulesFile = v
 	}
+	c.Kafka.applyEnv()
 	return c, c.Validate()
 }
 

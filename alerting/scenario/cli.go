@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"bufio"
+	"context"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -23,7 +26,7 @@ import (
 // Main is the loadgen command.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: loadgen list | generate | score  (-h for flags)")
+		fmt.Fprintln(stderr, "usage: loadgen list | generate | produce | score  (-h for flags)")
 		return 2
 	}
 	var err error
@@ -41,8 +44,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = generateCmd(args[1:], stdout, stderr)
 	case "score":
 		err = scoreCmd(args[1:], stdout, stderr)
+	case "produce":
+		err = produceCmd(args[1:], stderr)
 	default:
-		err = fmt.Errorf("unknown command %q: want list, generate or score", args[0])
+		err = fmt.Errorf("unknown command %q: want list, generate, produce or score", args[0])
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -246,5 +251,46 @@ func scoreCmd(args []string, stdout, stderr io.Writer) error {
 	if failed > 0 {
 		return fmt.Errorf("%d of %d scenarios failed", failed, len(scores))
 	}
+	return nil
+}
+
+func produceCmd(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var g genFlags
+	g.register(fs)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated host:port list")
+	topic := fs.String("topic", "pos.events", "topic to produce event-v1 messages to")
+	fs.Float64Var(&g.badRatio, "bad-ratio", 0, "share of extra invalid lines (garbage, truncated, wrong types, card data)")
+	batch := fs.Int("batch", 5000, "messages per produce request batch")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := g.scenario()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	p := NewProducer(strings.Split(*brokers, ","), *topic, *batch)
+	rng := rand.New(rand.NewPCG(s.Fleet.Seed, 0xbad))
+	start := time.Now()
+	truth, err := s.Generate(func(ev *event.Event) {
+		if p.Err() != nil || ctx.Err() != nil {
+			return
+		}
+		msg := event.AppendJSON(nil, ev)
+		p.Add(ctx, ev.Terminal, msg)
+		if g.badRatio > 0 && rng.Float64() < g.badRatio {
+			p.Add(ctx, ev.Terminal, []byte(badLine(rng, msg)))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.Close(ctx); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "loadgen: produced %d messages (%d events) of %s to %s in %s\n", p.Sent(), truth.Events, s.Name, *topic, time.Since(start).Round(time.Millisecond))
 	return nil
 }

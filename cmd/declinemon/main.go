@@ -22,6 +22,7 @@ import (
 const usage = `declinemon: streaming monitor for card-payment declines at POS terminals
 
 usage:
+  declinemon run    --config FILE [--rules FILE] [--alerts-out FILE] [--log-format json|console] [--log-level LEVEL]
   declinemon replay --input FILE|- [--alerts-out FILE] [--config FILE] [--rules FILE] [--top N]
 
 Run "declinemon <command> -h" for a command's flags.
@@ -38,10 +39,12 @@ func run(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := newLogger(stderr)
-	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
 	switch args[0] {
+	case "run":
+		return runCmd(ctx, args[1:], stderr)
 	case "replay":
+		log := newLogger(stderr, "console", zapcore.InfoLevel)
+		defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
 		return replay(ctx, args[1:], stderr, log)
 	case "-h", "--help", "help":
 		fmt.Fprint(stderr, usage)
@@ -51,12 +54,81 @@ func run(args []string, stderr io.Writer) int {
 	return 2
 }
 
-func newLogger(w io.Writer) *zap.Logger {
-	enc := zap.NewDevelopmentEncoderConfig()
-	enc.EncodeLevel = zapcore.CapitalLevelEncoder
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), zapcore.InfoLevel)
-	return zap.New(core)
+// newLogger builds a JSON (production) or console (development) logger.
+func newLogger(w io.Writer, format string, level zapcore.Level) *zap.Logger {
+	var enc zapcore.Encoder
+	if format == "json" {
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
+	} else {
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(cfg)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level))
 }
+
+func runCmd(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML configuration file (kafka: section required, or DECLINEMON_KAFKA_* env)")
+	rulesPath := fs.String("rules", "", "classification rules file (default: embedded)")
+	alertsOut := fs.String("alerts-out", "", "also append alerts-v1 JSONL here")
+	logFormat := fs.String("log-format", "json", "json or console")
+	logLevel := new(zapcore.Level) // info
+	fs.Var(flagLevel{logLevel}, "log-level", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 || (*logFormat != "json" && *logFormat != "console") {
+		fmt.Fprintln(stderr, "run: unexpected argument or bad --log-format")
+		return 2
+	}
+	log := newLogger(stderr, *logFormat, *logLevel)
+	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
+	cfg, err := pipeline.LoadConfig(*cfgPath)
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	rules, err := cfg.LoadRules(*rulesPath)
+	if err != nil {
+		log.Error("loading rules", zap.Error(err))
+		return 1
+	}
+	sinks := []pipeline.AlertSink{pipeline.LogAlerts{Log: log}}
+	if *alertsOut != "" {
+		f, err := os.OpenFile(*alertsOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			log.Error("opening alerts output", zap.Error(err))
+			return 1
+		}
+		defer f.Close()
+		sinks = append(sinks, pipeline.JSONLAlerts{W: f})
+	}
+	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Alerts: sinks, Log: log})
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	if err := r.Run(ctx); err != nil {
+		log.Error("run failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+// flagLevel adapts a *zapcore.Level to flag.Value.
+type flagLevel struct{ l *zapcore.Level }
+
+func (f flagLevel) String() string {
+	if f.l == nil {
+		return "info"
+	}
+	return f.l.String()
+}
+func (f flagLevel) Set(s string) error { return f.l.Set(s) }
 
 func replay(ctx context.Context, args []string, stderr io.Writer, log *zap.Logger) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)

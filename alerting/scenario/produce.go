@@ -1,0 +1,67 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Producer writes event-v1 messages to a topic, keyed by terminal id (so a
+// terminal's attempts stay in order on one partition), acknowledged by all
+// in-sync replicas, in batches.
+type Producer struct {
+	w     *kafka.Writer
+	buf   []kafka.Message
+	batch int
+	sent  int
+	err   error
+}
+
+// NewProducer returns a producer for topic.
+func NewProducer(brokers []string, topic string, batch int) *Producer {
+	return &Producer{
+		w: &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+			BatchSize: batch, BatchBytes: 16 << 20, BatchTimeout: 10 * time.Millisecond, AllowAutoTopicCreation: true},
+		batch: max(batch, 1),
+	}
+}
+
+// Add queues one message, writing a batch when full. Errors are sticky.
+func (p *Producer) Add(ctx context.Context, key string, value []byte) {
+	if p.err != nil {
+		return
+	}
+	p.buf = append(p.buf, kafka.Message{Key: []byte(key), Value: value})
+	if len(p.buf) >= p.batch {
+		p.flush(ctx)
+	}
+}
+
+func (p *Producer) flush(ctx context.Context) {
+	if len(p.buf) == 0 || p.err != nil {
+		return
+	}
+	if err := p.w.WriteMessages(ctx, p.buf...); err != nil {
+		p.err = fmt.Errorf("producing to %s: %w", p.w.Topic, err)
+		return
+	}
+	p.sent += len(p.buf)
+	p.buf = p.buf[:0]
+}
+
+// Err returns the first error.
+func (p *Producer) Err() error { return p.err }
+
+// Sent counts acknowledged messages.
+func (p *Producer) Sent() int { return p.sent }
+
+// Close writes what is queued and closes the writer.
+func (p *Producer) Close(ctx context.Context) error {
+	p.flush(ctx)
+	if err := p.w.Close(); err != nil && p.err == nil {
+		p.err = fmt.Errorf("closing producer: %w", err)
+	}
+	return p.err
+}

@@ -1,0 +1,255 @@
+package pipeline
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// KafkaConfig is the `kafka:` section: where `declinemon run` reads from
+// and writes rejects to.
+type KafkaConfig struct {
+	Brokers []string `yaml:"brokers"` // host:port, at least one
+	Topics  []string `yaml:"topics"`  // event-v1 topics to consume
+	GroupID string   `yaml:"group_id"`
+	// DLQTopic receives every rejected message, masked, with headers
+	// saying why and where from.
+	DLQTopic string `yaml:"dlq_topic"`
+	// ForwardTopic, when set, receives every accepted message unchanged:
+	// the feed of a separate detection stage (see README "Scaling out").
+	ForwardTopic string `yaml:"forward_topic"`
+	// StartOffset for a group without committed offsets: earliest or latest.
+	StartOffset string `yaml:"start_offset"`
+	// BatchSize messages, or FlushInterval, whichever first, make one
+	// flush: storage write, DLQ and forward writes, then one commit.
+	BatchSize     int           `yaml:"batch_size"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	MinBytes      int           `yaml:"min_bytes"`
+	MaxBytes      int           `yaml:"max_bytes"`
+	MaxWait       time.Duration `yaml:"max_wait"`
+	// ShutdownTimeout bounds the final flush and commit on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	ClientID        string        `yaml:"client_id"`
+	TLS             TLSConfig     `yaml:"tls"`
+	SASL            SASLConfig    `yaml:"sasl"`
+}
+
+// TLSConfig enables TLS to the brokers.
+type TLSConfig struct {
+	Enabled            bool   `yaml:"enabled"`
+	CAFile             string `yaml:"ca_file"`   // PEM bundle; empty = system roots
+	CertFile           string `yaml:"cert_file"` // client certificate (mutual TLS)
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// SASLConfig authenticates to the brokers.
+type SASLConfig struct {
+	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty = none
+	Username  string `yaml:"username"`
+	Password  Secret `yaml:"password"`
+}
+
+// Secret is a string that never prints.
+type Secret string
+
+func (Secret) String() string   { return "[redacted]" }
+func (Secret) GoString() string { return "[redacted]" }
+
+// MarshalText keeps secrets out of any encoded config (logs, dumps).
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+func (k KafkaConfig) withDefaults() KafkaConfig {
+	if k.GroupID == "" {
+		k.GroupID = "declinemon"
+	}
+	if k.DLQTopic == "" {
+		k.DLQTopic = "declinemon.dlq"
+	}
+	if k.StartOffset == "" {
+		k.StartOffset = "earliest"
+	}
+	if k.BatchSize == 0 {
+		k.BatchSize = 5000
+	}
+	if k.FlushInterval == 0 {
+		k.FlushInterval = time.Second
+	}
+	if k.MinBytes == 0 {
+		k.MinBytes = 1
+	}
+	if k.MaxBytes == 0 {
+		k.MaxBytes = 10 << 20
+	}
+	if k.MaxWait == 0 {
+		k.MaxWait = 250 * time.Millisecond
+	}
+	if k.ShutdownTimeout == 0 {
+		k.ShutdownTimeout = 20 * time.Second
+	}
+	if k.ClientID == "" {
+		k.ClientID = "declinemon"
+	}
+	return k
+}
+
+// applyEnv applies DECLINEMON_KAFKA_* overrides.
+func (k *KafkaConfig) applyEnv() {
+	list := func(v string) []string {
+		var out []string
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	if v, ok := os.LookupEnv("DECLINEMON_KAFKA_BROKERS"); ok {
+		k.Brokers = list(v)
+	}
+	if v, ok := os.LookupEnv("DECLINEMON_KAFKA_TOPICS"); ok {
+		k.Topics = list(v)
+	}
+	str := map[string]*string{
+		"DECLINEMON_KAFKA_GROUP_ID":      &k.GroupID,
+		"DECLINEMON_KAFKA_DLQ_TOPIC":     &k.DLQTopic,
+		"DECLINEMON_KAFKA_FORWARD_TOPIC": &k.ForwardTopic,
+		"DECLINEMON_KAFKA_SASL_USERNAME": &k.SASL.Username,
+	}
+	for env, p := range str {
+		if v, ok := os.LookupEnv(env); ok {
+			*p = v
+		}
+	}
+	if v, ok := os.LookupEnv("DECLINEMON_KAFKA_SASL_PASSWORD"); ok {
+		k.SASL.Password = Secret(v)
+	}
+}
+
+// Validate checks everything `run` needs before connecting, with the
+// offending key named. It never quotes a secret.
+func (k KafkaConfig) Validate() error {
+	var errs []error
+	if len(k.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka.brokers: at least one broker (host:port) is required"))
+	}
+	for _, b := range k.Brokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("kafka.brokers: %q is not host:port", b))
+		} else if _, err := strconv.Atoi(port); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.brokers: %q has a non-numeric port", b))
+		}
+	}
+	if len(k.Topics) == 0 {
+		errs = append(errs, errors.New("kafka.topics: at least one topic to consume is required"))
+	}
+	for _, t := range k.Topics {
+		if t == k.DLQTopic || (k.ForwardTopic != "" && t == k.ForwardTopic) {
+			errs = append(errs, fmt.Errorf("kafka.topics: %q is also the dlq or forward topic (a loop)", t))
+		}
+	}
+	if k.StartOffset != "earliest" && k.StartOffset != "latest" {
+		errs = append(errs, fmt.Errorf("kafka.start_offset %q: want earliest or latest", k.StartOffset))
+	}
+	if k.BatchSize < 1 || k.FlushInterval < 10*time.Millisecond || k.MaxWait <= 0 || k.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("kafka.batch_size must be >= 1, flush_interval >= 10ms, max_wait and shutdown_timeout > 0"))
+	}
+	if k.MinBytes < 1 || k.MaxBytes < k.MinBytes {
+		errs = append(errs, errors.New("kafka.min_bytes must be >= 1 and <= max_bytes"))
+	}
+	if _, err := k.tlsConfig(); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := k.saslMechanism(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (k KafkaConfig) tlsConfig() (*tls.Config, error) {
+	t := k.TLS
+	if !t.Enabled {
+		if t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" {
+			return nil, errors.New("kafka.tls: files given but tls.enabled is false")
+		}
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // operator's explicit choice
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka.tls.ca_file %s: no PEM certificates", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return nil, errors.New("kafka.tls: cert_file and key_file go together")
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+func (k KafkaConfig) saslMechanism() (sasl.Mechanism, error) {
+	s := k.SASL
+	if s.Mechanism == "" {
+		if s.Username != "" || s.Password != "" {
+			return nil, errors.New("kafka.sasl: username/password given but no mechanism")
+		}
+		return nil, nil
+	}
+	if s.Username == "" || s.Password == "" {
+		return nil, fmt.Errorf("kafka.sasl: mechanism %s needs username and password", s.Mechanism)
+	}
+	switch strings.ToUpper(s.Mechanism) {
+	case "PLAIN":
+		return plain.Mechanism{Username: s.Username, Password: string(s.Password)}, nil
+	case "SCRAM-SHA-256", "SCRAM-SHA-512":
+		alg := scram.SHA256
+		if strings.HasSuffix(strings.ToUpper(s.Mechanism), "512") {
+			alg = scram.SHA512
+		}
+		m, err := scram.Mechanism(alg, s.Username, string(s.Password))
+		if err != nil {
+			return nil, fmt.Errorf("kafka.sasl: %w", err)
+		}
+		return m, nil
+	}
+	return nil, fmt.Errorf("kafka.sasl.mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", s.Mechanism)
+}
+
+// dialer and transport carry TLS and SASL for the reader and writers.
+func (k KafkaConfig) dialer() (*kafka.Dialer, *kafka.Transport, error) {
+	tlsCfg, err := k.tlsConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	mech, err := k.saslMechanism()
+	if err != nil {
+		return nil, nil, err
+	}
+	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, ClientID: k.ClientID, TLS: tlsCfg, SASLMechanism: mech}
+	t := &kafka.Transport{DialTimeout: 10 * time.Second, ClientID: k.ClientID, TLS: tlsCfg, SASL: mech}
+	return d, t, nil
+}

@@ -1,0 +1,407 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/declinemon/declinemon/internal/kafkatest"
+)
+
+// One real broker for every Kafka test in this package, started on first use.
+var (
+	brokerOnce sync.Once
+	broker     *kafkatest.Broker
+	brokerErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if broker != nil {
+		broker.Stop()
+	}
+	os.Exit(code)
+}
+
+func needBroker(t testing.TB) *kafkatest.Broker {
+	t.Helper()
+	brokerOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		broker, brokerErr = kafkatest.Start(ctx)
+	})
+	if brokerErr != nil {
+		if kafkatest.Required() {
+			t.Fatalf("starting kafka: %v", brokerErr)
+		}
+		t.Skipf("no kafka broker (set DECLINEMON_KAFKA_REQUIRED=1 to fail instead): %v", brokerErr)
+	}
+	return broker
+}
+
+var topicSeq struct {
+	sync.Mutex
+	n int
+}
+
+func newTopic(t testing.TB, b *kafkatest.Broker, partitions int) string {
+	t.Helper()
+	topicSeq.Lock()
+	topicSeq.n++
+	name := fmt.Sprintf("events-%d-%d", time.Now().UnixNano()%1e6, topicSeq.n)
+	topicSeq.Unlock()
+	if err := b.CreateTopic(context.Background(), name, partitions); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// memStore is a Store that remembers event ids. With lostAck set it keeps
+// each batch but reports failure, like a write whose acknowledgement was
+// lost: the runner cannot commit it.
+type memStore struct {
+	mu      sync.Mutex
+	ids     map[string]int
+	lostAck bool
+	total   int
+}
+
+func (s *memStore) Write(_ context.Context, batch []Accepted) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]int{}
+	}
+	for i := range batch {
+		s.ids[batch[i].Event.ID]++
+	}
+	s.total += len(batch)
+	if s.lostAck {
+		return fmt.Errorf("storage acknowledgement lost")
+	}
+	return nil
+}
+
+func (s *memStore) snapshot() (map[string]int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.ids))
+	for k, v := range s.ids {
+		out[k] = v
+	}
+	return out, s.total
+}
+
+const testPAN = "6228480402564890018"
+
+// produce writes n good events (ids g-<start+i>) over 50 terminals and the
+// given bad messages, keyed by terminal.
+func produce(t testing.TB, b *kafkatest.Broker, topic string, start, n int, bad []string) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(b.Addr), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchSize: 1000, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	var msgs []kafka.Message
+	base := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	for i := start; i < start+n; i++ {
+		term := fmt.Sprintf("T%02d", i%50)
+		code := `"response_code":"00"`
+		if i%9 == 0 {
+			code = `"terminal_error":"COMM_TIMEOUT"`
+		}
+		v := fmt.Sprintf(`{"event_id":"g-%d","ts":"%s","terminal_id":"%s","merchant_id":"M%d","scheme":"cup","region":"310000",%s}`,
+			i, base.Add(time.Duration(i)*10*time.Millisecond).Format(time.RFC3339Nano), term, i%50/5, code)
+		msgs = append(msgs, kafka.Message{Key: []byte(term), Value: []byte(v)})
+	}
+	for i, v := range bad {
+		msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprintf("bad-%d", i)), Value: []byte(v)})
+	}
+	for len(msgs) > 0 {
+		k := min(len(msgs), 5000)
+		writeRetrying(t, w, msgs[:k])
+		msgs = msgs[k:]
+	}
+}
+
+// writeRetrying rides out the moments after topic creation when a
+// partition's leader is not yet known to every client.
+func writeRetrying(t testing.TB, w *kafka.Writer, msgs []kafka.Message) {
+	t.Helper()
+	var err error
+	for attempt := 0; attempt < 40; attempt++ {
+		if err = w.WriteMessages(context.Background(), msgs...); err == nil {
+			return
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatal(err)
+}
+
+var badMessages = []string{
+	"garbage line",
+	`{"event_id":"b1","ts":"2026-11-27T10:00:00Z","terminal_id":"T1"`,
+	`{"event_id":"b2","ts":"2026-11-27T10:00:00Z","terminal_id":"T1","merchant_id":"M1","response_code":"00","pan":"` + testPAN + `"}`,
+	`{"event_id":"b3","ts":"2026-11-27T10:00:00Z","terminal_id":"T1","merchant_id":"M1","response_code":"00","card_bin":"` + testPAN + `"}`,
+	`{"event_id":"b4","ts":"2026-11-27T10:00:00Z","terminal_id":"T1","merchant_id":"M1","response_code":7}`,
+}
+
+func runConfig(b *kafkatest.Broker, topic, group string) Config {
+	var c Config
+	c.Kafka = KafkaConfig{Brokers: []string{b.Addr}, Topics: []string{topic}, GroupID: group, DLQTopic: topic + ".dlq",
+		BatchSize: 500, FlushInterval: 200 * time.Millisecond, MaxWait: 100 * time.Millisecond}
+	return c
+}
+
+// startRunner runs a Runner until the returned stop is called; stop returns Run's error.
+func startRunner(t testing.TB, cfg Config, store Store) (*Runner, func() error) {
+	t.Helper()
+	r, err := NewRunner(RunOptions{Config: cfg, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return r, func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("runner did not stop within 30s")
+			return nil
+		}
+	}
+}
+
+func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// readAll reads every message of a topic from the start.
+func readAll(t testing.TB, b *kafkatest.Broker, topic string, want int) []kafka.Message {
+	t.Helper()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{b.Addr}, GroupID: "reader-" + topic, Topic: topic, MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset})
+	defer r.Close()
+	var out []kafka.Message
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for len(out) < want {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading %s after %d of %d: %v", topic, len(out), want, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestRunGoodOnceBadToDLQ(t *testing.T) {
+	b := needBroker(t)
+	topic := newTopic(t, b, 4)
+	const n = 3000
+	produce(t, b, topic, 0, n, badMessages)
+	store := &memStore{}
+	r, stop := startRunner(t, runConfig(b, topic, "g-"+topic), store)
+	waitFor(t, "all messages committed", 60*time.Second, func() bool { return r.Stats().Committed.Load() >= n+uint64(len(badMessages)) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	ids, total := store.snapshot()
+	if len(ids) != n || total != n {
+		t.Fatalf("stored %d distinct of %d writes, want %d each", len(ids), total, n)
+	}
+	for id, c := range ids {
+		if c != 1 {
+			t.Fatalf("%s stored %d times", id, c)
+		}
+	}
+	dead := readAll(t, b, topic+".dlq", len(badMessages))
+	reasons := map[string]int{}
+	pan := regexp.MustCompile(`\d{12,}`)
+	for _, m := range dead {
+		h := map[string]string{}
+		for _, x := range m.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		reasons[h["declinemon-reason"]]++
+		if h["declinemon-source-topic"] != topic || h["declinemon-source-offset"] == "" || h["declinemon-source-partition"] == "" || h["declinemon-rejected-at"] == "" {
+			t.Errorf("dead letter headers incomplete: %v", h)
+		}
+		if pan.Match(m.Value) || strings.Contains(string(m.Value), testPAN) {
+			t.Errorf("dead letter carries card data: %s", m.Value)
+		}
+	}
+	want := map[string]int{"invalid_json": 1, "missing_field": 0, "sensitive_data": 2, "bad_type": 1}
+	want["invalid_json"] = 2 // garbage and truncated
+	delete(want, "missing_field")
+	for k, v := range want {
+		if reasons[k] != v {
+			t.Errorf("dead letters by reason %v, want %v", reasons, want)
+			break
+		}
+	}
+	if got := r.Stats().DeadLettered.Load(); got != uint64(len(badMessages)) {
+		t.Errorf("dead-lettered %d", got)
+	}
+}
+
+// TestRunRestartLosesNothing: mid-stream the first instance's storage
+// stops acknowledging (it keeps the data but the runner cannot know), so
+// the instance stops without committing those batches. A second instance
+// picks up from the last commit. Every event is stored; the ones stored
+// but never committed are stored again: at-least-once delivery, which
+// storage dedups by event_id.
+func TestRunRestartLosesNothing(t *testing.T) {
+	b := needBroker(t)
+	topic := newTopic(t, b, 4)
+	const n = 4000
+	produce(t, b, topic, 0, n, nil)
+	cfg := runConfig(b, topic, "g-"+topic)
+	cfg.Kafka.ShutdownTimeout = time.Second
+
+	first := &memStore{}
+	r1, stop1 := startRunner(t, cfg, first)
+	waitFor(t, "first instance to store some", 60*time.Second, func() bool { _, tot := first.snapshot(); return tot >= n/4 })
+	first.mu.Lock()
+	first.lostAck = true
+	first.mu.Unlock()
+	waitFor(t, "a batch stored but not acknowledged", 30*time.Second, func() bool {
+		return r1.Stats().FlushRetries.Load() > 0
+	})
+	if err := stop1(); err == nil {
+		t.Error("first instance reported a clean stop though its last flush failed")
+	}
+	committed1 := r1.Stats().Committed.Load()
+
+	second := &memStore{}
+	r2, stop2 := startRunner(t, cfg, second)
+	waitFor(t, "second instance to finish", 60*time.Second, func() bool {
+		return committed1+r2.Stats().Committed.Load() >= n
+	})
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := first.snapshot()
+	bIDs, _ := second.snapshot()
+	missing, dup := 0, 0
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("g-%d", i)
+		switch c := a[id] + bIDs[id]; {
+		case c == 0:
+			missing++
+		case c > 1:
+			dup++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d events lost across the restart", missing)
+	}
+	if dup == 0 {
+		t.Error("expected the unacknowledged batch to be redelivered")
+	}
+	if committed1+r2.Stats().Committed.Load() != n {
+		t.Errorf("committed %d + %d, want %d in total", committed1, r2.Stats().Committed.Load(), n)
+	}
+	t.Logf("first stored %d distinct (committed %d), second stored %d; %d redelivered (deduplicated by event_id in storage)", len(a), committed1, len(bIDs), dup)
+}
+
+func TestRunTwoConsumersSplitAndTakeOver(t *testing.T) {
+	b := needBroker(t)
+	topic := newTopic(t, b, 4)
+	cfg := runConfig(b, topic, "g-"+topic)
+	sa, sb := &memStore{}, &memStore{}
+	ra, stopA := startRunner(t, cfg, sa)
+	rb, stopB := startRunner(t, cfg, sb)
+	time.Sleep(3 * time.Second) // both join the group
+	const n = 2000
+	produce(t, b, topic, 0, n, nil)
+	waitFor(t, "both to process", 60*time.Second, func() bool {
+		return ra.Stats().Committed.Load()+rb.Stats().Committed.Load() >= n
+	})
+	_, ta := sa.snapshot()
+	_, tb := sb.snapshot()
+	if ta == 0 || tb == 0 {
+		t.Fatalf("partitions not split: A stored %d, B stored %d", ta, tb)
+	}
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, b, topic, n, n, nil)
+	waitFor(t, "A to take over B's partitions", 60*time.Second, func() bool {
+		ids, _ := sa.snapshot()
+		for i := n; i < 2*n; i++ {
+			if ids[fmt.Sprintf("g-%d", i)] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("A stored %d, B stored %d before leaving", ta, tb)
+}
+
+func TestRunConfigRejectedUpFront(t *testing.T) {
+	cfg := Config{Kafka: KafkaConfig{Brokers: []string{"nohost"}, Topics: []string{"x"}, DLQTopic: "x",
+		SASL: SASLConfig{Mechanism: "SCRAM-SHA-1", Username: "u", Password: "hunter2"}, TLS: TLSConfig{CAFile: "/nonexistent"}}}
+	_, err := NewRunner(RunOptions{Config: cfg})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"kafka.brokers", "loop", "kafka.tls", "kafka.sasl.mechanism"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "hunter2") || strings.Contains(fmt.Sprintf("%v %+v", cfg, cfg), "hunter2") {
+		t.Error("secret printed")
+	}
+}
+
+// BenchmarkRunKafka measures consume + decode + classify + detect + commit
+// against the real broker: 300k events are produced first (not timed).
+func BenchmarkRunKafka(b *testing.B) {
+	br := needBroker(b)
+	const n = 300_000
+	topic := newTopic(b, br, 4)
+	msgs := realistic(b, n)
+	w := &kafka.Writer{Addr: kafka.TCP(br.Addr), Topic: topic, Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll, BatchSize: 5000, BatchBytes: 32 << 20, BatchTimeout: time.Millisecond}
+	var batch []kafka.Message
+	for i, m := range msgs {
+		batch = append(batch, kafka.Message{Value: m})
+		if len(batch) == 5000 || i == len(msgs)-1 {
+			writeRetrying(b, w, batch)
+			batch = batch[:0]
+		}
+	}
+	w.Close()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		cfg := runConfig(br, topic, fmt.Sprintf("bench-%s-%d", topic, i))
+		cfg.Kafka.BatchSize = 10000
+		cfg.Kafka.FlushInterval = time.Second
+		r, stop := startRunner(b, cfg, NopStore{})
+		start := time.Now()
+		for r.Stats().Committed.Load() < n {
+			time.Sleep(5 * time.Millisecond)
+		}
+		elapsed := time.Since(start)
+		stop()
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+	}
+}
