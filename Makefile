@@ -1,13 +1,22 @@
 # declinemon — the two commands a new machine needs:
 #   make demo   generate a day of POS traffic with incidents and replay it
-#   make test   everything CI checks
+#   make test   everything CI checks (starts its own Kafka broker from Maven jars)
 GO      ?= go
 OUT     ?= $(CURDIR)/.demo
 FUZZTIME ?= 20s
+KAFKA_LIBS ?= $(HOME)/.cache/declinemon/kafka-3.9.1/libs
+# Integration tests start a real broker; make test must not skip them.
+export DECLINEMON_KAFKA_REQUIRED = 1
+export DECLINEMON_KAFKA_LIBS = $(KAFKA_LIBS)
 
-.PHONY: test lint unit race fuzz bench demo build score clean
+.PHONY: test lint unit race fuzz bench bench-kafka demo build score clean kafka-jars
 
-test: lint unit race fuzz
+test: lint kafka-jars unit race fuzz
+
+# Apache Kafka 3.9.1 broker jars from Maven Central, cached.
+kafka-jars:
+	@ls $(KAFKA_LIBS)/kafka_2.13-*.jar >/dev/null 2>&1 || \
+	  mvn -q -f deploy/kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=$(KAFKA_LIBS)
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -17,9 +26,9 @@ lint:
 unit:
 	$(GO) test -count=1 ./...
 
-# The race detector where goroutines meet: the command wiring and the pipeline.
+# The race detector where goroutines meet: the Kafka runner and the commands.
 race:
-	$(GO) test -count=1 -race ./pipeline/... ./cmd/...
+	$(GO) test -count=1 -race -run 'TestRun|TestScaleOut|TestMerger|TestExitCodes' ./pipeline/... ./cmd/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ingest
@@ -28,6 +37,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./ingest ./classify ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkEngine' -benchtime 1x ./alerting
 	$(GO) test -run '^$$' -bench 'BenchmarkEngineObserve' -benchtime 3000000x ./alerting
+
+bench-kafka: kafka-jars
+	$(GO) test -run '^$$' -bench 'BenchmarkRunKafka' -benchtime 3x ./pipeline
 
 build:
 	$(GO) build -o bin/ ./cmd/...

@@ -91,7 +91,7 @@ func (k KafkaConfig) withDefaults() KafkaConfig {
 		k.MinBytes = 1
 	}
 	if k.MaxBytes == 0 {
-		k.MaxBytes = 10 << 20
+		k.MaxBytes = 1 << 20
 	}
 	if k.MaxWait == 0 {
 		k.MaxWait = 250 * time.Millisecond

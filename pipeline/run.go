@@ -113,6 +113,7 @@ type Runner struct {
 	sinks  []AlertSink
 	proc   *Processor
 	engine *alerting.Engine
+	merge  *merger
 	stats  RunStats
 
 	reader  *kafka.Reader
@@ -161,8 +162,10 @@ func NewRunner(o RunOptions) (*Runner, error) {
 			return nil, err
 		}
 		r.engine = eng
+		r.merge = newMerger(200_000, 3*time.Second)
 	}
-	r.proc = NewProcessor(ingest.NewDecoder(o.Config.DecoderConfig()), rules, r.engine)
+	// The runner feeds the detector itself, through the merger.
+	r.proc = NewProcessor(ingest.NewDecoder(o.Config.DecoderConfig()), rules, nil)
 	r.errLog = rateLimited{log: r.log, every: 10 * time.Second}
 	return r, nil
 }
@@ -208,6 +211,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	// commit it, within a bounded time, whatever happened to ctx.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.kc.ShutdownTimeout)
 	defer cancel()
+	if r.merge != nil {
+		r.merge.release(r.observe, true)
+	}
 	if runErr == nil {
 		if err := r.flush(sctx); err != nil {
 			runErr = fmt.Errorf("final flush: %w", err)
@@ -238,6 +244,9 @@ func (r *Runner) loop(ctx context.Context) error {
 		}
 		if err != nil {
 			return err
+		}
+		if r.merge != nil {
+			r.merge.release(r.observe, false) // sources gone quiet
 		}
 		if err := r.flushRetrying(ctx); err != nil {
 			if ctx.Err() != nil {
@@ -283,14 +292,65 @@ func (r *Runner) handle(m kafka.Message) {
 		return
 	}
 	r.stats.Accepted.Add(1)
-	if res.Late {
-		r.stats.Late.Add(1)
-	}
 	r.accepted = append(r.accepted, Accepted{Event: *res.Event, Cause: res.Class.Cause, Known: res.Class.Known,
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+	topic, partition := sourceOf(&m)
 	if r.forward != nil {
-		r.fwd = append(r.fwd, kafka.Message{Key: m.Key, Value: m.Value})
+		// The detection stage orders by the original partition.
+		r.fwd = append(r.fwd, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+			{Key: hdrSourceTopic, Value: topic},
+			{Key: hdrSourcePartition, Value: strconv.AppendInt(nil, int64(partition), 10)},
+		}})
 	}
+	if r.merge != nil {
+		r.merge.push(topic, partition, res.Event, res.Class.Cause, r.observe)
+	}
+}
+
+func (r *Runner) observe(ev *event.Event, cause event.Cause) {
+	if !r.engine.Observe(ev, cause) {
+		r.stats.Late.Add(1)
+	}
+}
+
+const (
+	hdrSourceTopic     = "declinemon-source-topic"
+	hdrSourcePartition = "declinemon-source-partition"
+)
+
+// sourceOf is the partition a message was first produced to: its own, or
+// for a forwarded message the one its headers name.
+func sourceOf(m *kafka.Message) ([]byte, int) {
+	var topic []byte
+	partition := -1
+	for _, h := range m.Headers {
+		switch h.Key {
+		case hdrSourceTopic:
+			topic = h.Value
+		case hdrSourcePartition:
+			if n, ok := atoi(h.Value); ok {
+				partition = n
+			}
+		}
+	}
+	if topic == nil || partition < 0 {
+		return []byte(m.Topic), m.Partition
+	}
+	return topic, partition
+}
+
+func atoi(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // deadLetter builds the DLQ record: the masked payload and headers saying
@@ -303,8 +363,8 @@ func deadLetter(m kafka.Message, de *ingest.DecodeError) kafka.Message {
 			{Key: "declinemon-reason", Value: []byte(de.Reason.String())},
 			{Key: "declinemon-field", Value: []byte(de.Field)},
 			{Key: "declinemon-error", Value: []byte(de.Error())},
-			{Key: "declinemon-source-topic", Value: []byte(m.Topic)},
-			{Key: "declinemon-source-partition", Value: []byte(strconv.Itoa(m.Partition))},
+			{Key: hdrSourceTopic, Value: []byte(m.Topic)},
+			{Key: hdrSourcePartition, Value: []byte(strconv.Itoa(m.Partition))},
 			{Key: "declinemon-source-offset", Value: []byte(strconv.FormatInt(m.Offset, 10))},
 			{Key: "declinemon-source-time", Value: []byte(m.Time.UTC().Format(time.RFC3339Nano))},
 			{Key: "declinemon-rejected-at", Value: []byte(time.Now().UTC().Format(time.RFC3339Nano))},

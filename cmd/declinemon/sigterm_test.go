@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/declinemon/declinemon/internal/kafkatest"
+)
+
+// TestSIGTERMCommitsWhatWasProcessed runs the real binary against a real
+// broker, sends SIGTERM mid-stream, and checks it exits 0 promptly with the
+// group's committed offsets covering exactly what it processed.
+func TestSIGTERMCommitsWhatWasProcessed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	b, err := kafkatest.Start(ctx)
+	if err != nil {
+		if kafkatest.Required() {
+			t.Fatal(err)
+		}
+		t.Skip("no kafka broker:", err)
+	}
+	defer b.Stop()
+	const topic, group = "pos.events", "declinemon-sigterm"
+	if err := b.CreateTopic(ctx, topic, 3); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "declinemon")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("building: %v\n%s", err, out)
+	}
+
+	// A producer keeps writing while the service runs.
+	w := &kafka.Writer{Addr: kafka.TCP(b.Addr), Topic: topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	pctx, stopProducing := context.WithCancel(ctx)
+	produced := make(chan int, 1)
+	go func() {
+		n := 0
+		for pctx.Err() == nil {
+			var batch []kafka.Message
+			for i := 0; i < 200; i++ {
+				v := fmt.Sprintf(`{"event_id":"s-%d","ts":"%s","terminal_id":"T%d","merchant_id":"M1","response_code":"00"}`,
+					n, time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC).Add(time.Duration(n)*time.Millisecond).Format(time.RFC3339Nano), n%20)
+				batch = append(batch, kafka.Message{Key: []byte(fmt.Sprint(n % 20)), Value: []byte(v)})
+				n++
+			}
+			if w.WriteMessages(pctx, batch...) != nil {
+				n -= len(batch)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		produced <- n
+	}()
+
+	cmd := exec.Command(bin, "run", "--log-format", "json")
+	cmd.Env = append(os.Environ(), "DECLINEMON_KAFKA_BROKERS="+b.Addr, "DECLINEMON_KAFKA_TOPICS="+topic, "DECLINEMON_KAFKA_GROUP_ID="+group)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	client := &kafka.Client{Addr: kafka.TCP(b.Addr)}
+	committed := func() int64 {
+		resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2}}})
+		if err != nil {
+			return 0
+		}
+		var sum int64
+		for _, p := range resp.Topics[topic] {
+			if p.CommittedOffset > 0 {
+				sum += p.CommittedOffset
+			}
+		}
+		return sum
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for committed() < 2000 {
+		if time.Now().After(deadline) {
+			t.Fatal("service never committed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var stopped map[string]any
+	for line := range lines {
+		if strings.Contains(line, `"msg":"stopped"`) {
+			json.Unmarshal([]byte(line), &stopped)
+		}
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("did not exit within 30s of SIGTERM")
+	}
+	took := time.Since(start)
+	stopProducing()
+	<-produced
+	if stopped == nil {
+		t.Fatal("no 'stopped' log line")
+	}
+	msgs, comm := int64(stopped["messages"].(float64)), int64(stopped["committed"].(float64))
+	if msgs != comm || msgs == 0 {
+		t.Fatalf("processed %d but committed %d", msgs, comm)
+	}
+	if got := committed(); got != comm {
+		t.Fatalf("group offsets sum to %d, process says it committed %d", got, comm)
+	}
+	t.Logf("exited 0 in %s after SIGTERM; processed and committed %d messages", took.Round(time.Millisecond), comm)
+}

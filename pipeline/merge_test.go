@@ -1,0 +1,73 @@
+package pipeline
+
+import (
+	"testing"
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+)
+
+func TestMergerReleasesInEventTimeOrder(t *testing.T) {
+	now := time.Unix(0, 0)
+	m := newMerger(100, 3*time.Second)
+	m.now = func() time.Time { return now }
+	var got []int
+	observe := func(ev *event.Event, _ event.Cause) { got = append(got, int(ev.Time.Unix())) }
+	push := func(p, ts int) {
+		ev := event.Event{Time: time.Unix(int64(ts), 0)}
+		m.push([]byte("t"), p, &ev, event.CauseNone, observe)
+	}
+	// Partition 0 runs ahead by whole fetches; partition 1 lags. Nothing
+	// goes out while partitions are still being discovered.
+	push(0, 1)
+	push(0, 5)
+	push(0, 9)
+	push(1, 2)
+	now = now.Add(time.Second)
+	push(1, 6)
+	if len(got) != 0 {
+		t.Fatalf("released %v during warm-up", got)
+	}
+	now = now.Add(2500 * time.Millisecond)
+	push(1, 7) // partition 0 is idle now, 1 is not: release up to 1's head
+	if want := []int{1, 2, 5, 6, 7}; !equal(got, want) {
+		t.Fatalf("released %v, want %v", got, want)
+	}
+	// Partition 1 goes quiet too: after the idle timeout, the rest flows.
+	now = now.Add(4 * time.Second)
+	m.release(observe, false)
+	if want := []int{1, 2, 5, 6, 7, 9}; !equal(got, want) {
+		t.Fatalf("released %v, want %v", got, want)
+	}
+	// The buffer cap bounds memory even when a source never goes idle.
+	m2 := newMerger(2, time.Hour)
+	got = nil
+	m2.now = func() time.Time { return now }
+	for ts := 1; ts <= 5; ts++ {
+		ev := event.Event{Time: time.Unix(int64(ts), 0)}
+		m2.push([]byte("t"), 0, &ev, event.CauseNone, observe)
+		if ts == 1 {
+			ev2 := event.Event{Time: time.Unix(0, 0)}
+			m2.push([]byte("t"), 1, &ev2, event.CauseNone, observe) // partition 1 then silent
+		}
+	}
+	if m2.buffered > 2 {
+		t.Fatalf("buffered %d beyond the cap", m2.buffered)
+	}
+	m2.release(observe, true)
+	if m2.buffered != 0 {
+		t.Fatal("force did not drain")
+	}
+}
+
+func equal(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
