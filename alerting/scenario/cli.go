@@ -2,8 +2,8 @@ package scenario
 
 import (
 	"bufio"
-	"context"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
