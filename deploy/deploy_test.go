@@ -22,6 +22,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if len(c.Detection.Maintenance) != 1 || c.Detection.Rules["network_outage"].MinAffected != 5 {
 		t.Errorf("example config not read as documented: %+v", c.Detection)
 	}
+	if err := c.Kafka.Validate(); err != nil {
+		t.Errorf("example kafka section invalid: %v", err)
+	}
 }
 
 func TestComposeFile(t *testing.T) {

@@ -260,6 +260,18 @@ func TestRunGoodOnceBadToDLQ(t *testing.T) {
 	if got := r.Stats().DeadLettered.Load(); got != uint64(len(badMessages)) {
 		t.Errorf("dead-lettered %d", got)
 	}
+	lag := r.Stats().PartitionLag()
+	if len(lag) != 4 {
+		t.Errorf("lag reported for %d partitions, want 4: %v", len(lag), lag)
+	}
+	for p, l := range lag {
+		if l != 0 {
+			t.Errorf("partition %s still %d behind after consuming everything", p, l)
+		}
+	}
+	if r.Stats().CommitNanos.Load() <= 0 || r.Stats().Bytes.Load() == 0 {
+		t.Error("commit latency or bytes not recorded")
+	}
 }
 
 // TestRunRestartLosesNothing: mid-stream the first instance's storage

@@ -89,6 +89,30 @@ type RunStats struct {
 	CommitNanos               atomic.Int64  // latency of the last commit
 	Alerts                    atomic.Uint64
 	Lag                       atomic.Int64 // reader lag at the last flush
+
+	mu           sync.Mutex
+	partitionLag map[string]int64 // "topic/partition" → messages behind the high watermark
+}
+
+// PartitionLag returns, per "topic/partition", how many messages were
+// behind the partition's high watermark at the last flush.
+func (s *RunStats) PartitionLag() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.partitionLag))
+	for k, v := range s.partitionLag {
+		out[k] = v
+	}
+	return out
+}
+
+func (s *RunStats) setLag(topic string, partition int, lag int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.partitionLag == nil {
+		s.partitionLag = map[string]int64{}
+	}
+	s.partitionLag[topic+"/"+strconv.Itoa(partition)] = lag
 }
 
 // RunOptions configure a Runner.
@@ -440,8 +464,9 @@ func (r *Runner) flush(ctx context.Context) error {
 	}
 	if len(r.last) > 0 {
 		msgs := make([]kafka.Message, 0, len(r.last))
-		for _, m := range r.last {
+		for tp, m := range r.last {
 			msgs = append(msgs, m)
+			r.stats.setLag(tp.topic, tp.partition, max(m.HighWaterMark-m.Offset-1, 0))
 		}
 		t0 := time.Now()
 		if err := r.reader.CommitMessages(ctx, msgs...); err != nil {
