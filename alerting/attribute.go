@@ -490,8 +490,16 @@ func (e *Engine) fire(r *rule, k Kind, s *scope, T int64, st *candStats, ev evid
 		Labels:     e.labels(r, k, s, detected),
 	}
 	setCounts(&a, st.k, st.nRes, st.aff, st.p0)
-	if s.typ == event.ScopeTerminal && s.dims != nil && s.dims[event.ScopeMerchant] != nil {
-		a.Labels["merchant_id"] = s.dims[event.ScopeMerchant].id
+	// Dimension labels let a router (Alertmanager inhibition) relate a
+	// terminal alert to an outage of its region, carrier, host...
+	if s.typ == event.ScopeTerminal && s.dims != nil {
+		for t, d := range s.dims {
+			if d != nil && event.ScopeType(t) != event.ScopeTerminal {
+				a.Labels[dimLabel(event.ScopeType(t))] = d.id
+			}
+		}
+	} else {
+		a.Labels[dimLabel(s.typ)] = s.id
 	}
 	a.Summary, a.Remedy = describe(&a, ev)
 	inc := &incident{alert: a, rule: r, scope: s, confirmed: e.tickNo}
@@ -499,6 +507,15 @@ func (e *Engine) fire(r *rule, k Kind, s *scope, T int64, st *candStats, ev evid
 	r.active = append(r.active, inc)
 	e.stats.Fired++
 	e.emit(a)
+}
+
+// dimLabel is the label carrying a dimension's value; merchant_id rather
+// than merchant, as in the event.
+func dimLabel(t event.ScopeType) string {
+	if t == event.ScopeMerchant {
+		return "merchant_id"
+	}
+	return t.String()
 }
 
 func setCounts(a *Alert, k, n, aff int, p0 float64) {

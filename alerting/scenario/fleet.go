@@ -219,3 +219,8 @@ func pick(cum []float64, rng *rand.Rand) int {
 	}
 	return lo
 }
+
+// Terminals returns the scenario fleet's terminals.
+func (s Scenario) Terminals() []Terminal {
+	return append([]Terminal(nil), build(s.Fleet).terms...)
+}
