@@ -6,15 +6,18 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/declinemon/declinemon/alerting"
+	"github.com/declinemon/declinemon/alerting/notify"
 	"github.com/declinemon/declinemon/classify"
 	"github.com/declinemon/declinemon/event"
 	"github.com/declinemon/declinemon/ingest"
@@ -36,6 +39,11 @@ type Config struct {
 	DisableDetection bool `yaml:"disable_detection"`
 	// Kafka is where `run` consumes from.
 	Kafka KafkaConfig `yaml:"kafka"`
+	// Alertmanager and Webhooks receive every alert record (run and replay).
+	Alertmanager notify.AlertmanagerConfig `yaml:"alertmanager"`
+	Webhooks     []notify.WebhookConfig    `yaml:"webhooks"`
+	// HTTP serves /metrics, /healthz, /readyz and /alerts (run).
+	HTTP HTTPConfig `yaml:"http"`
 }
 
 // LoadConfig reads a YAML configuration file ("" means defaults) and
@@ -70,6 +78,9 @@ func LoadConfig(path string) (Config, error) {
 		c.RulesFile = v
 	}
 	c.Kafka.applyEnv()
+	if v, ok := os.LookupEnv("DECLINEMON_HTTP_LISTEN"); ok {
+		c.HTTP.Listen = v
+	}
 	return c, c.Validate()
 }
 
@@ -86,6 +97,14 @@ func (c Config) Validate() error {
 	}
 	if err := c.Detection.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if err := c.Alertmanager.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for _, w := range c.Webhooks {
+		if err := w.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -106,4 +125,43 @@ func (c Config) LoadRules(path string) (*classify.Rules, error) {
 		return classify.Default(), nil
 	}
 	return classify.LoadFile(path)
+}
+
+// Notifiers are the configured asynchronous alert deliveries.
+type Notifiers struct {
+	Sinks []AlertSink
+	Stats map[string]DeliveryStats
+	close []func(context.Context)
+}
+
+// Close delivers what is queued, bounded by ctx.
+func (n *Notifiers) Close(ctx context.Context) {
+	for _, c := range n.close {
+		c(ctx)
+	}
+}
+
+// Notifiers starts the Alertmanager and webhook deliveries configured.
+func (c Config) Notifiers(log *zap.Logger) (*Notifiers, error) {
+	n := &Notifiers{Stats: map[string]DeliveryStats{}}
+	if len(c.Alertmanager.URLs) > 0 {
+		am, err := notify.NewAlertmanager(c.Alertmanager, log)
+		if err != nil {
+			return nil, err
+		}
+		n.Sinks = append(n.Sinks, am)
+		n.Stats["alertmanager"] = am.Stats()
+		n.close = append(n.close, am.Close)
+	}
+	for i, w := range c.Webhooks {
+		wh, err := notify.NewWebhook(w, log)
+		if err != nil {
+			n.Close(context.Background())
+			return nil, err
+		}
+		n.Sinks = append(n.Sinks, wh)
+		n.Stats["webhook_"+strconv.Itoa(i)] = wh.Stats()
+		n.close = append(n.close, wh.Close)
+	}
+	return n, nil
 }

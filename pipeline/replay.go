@@ -61,6 +61,15 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 		defer outFile.Close()
 		out = bufio.NewWriter(outFile)
 	}
+	notifiers, err := cfg.Notifiers(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		notifiers.Close(ctx)
+	}()
 	var alerts []alerting.Alert
 	var writeErr error
 	engine, err := alerting.NewEngine(cfg.Detection, func(a alerting.Alert) {
@@ -127,6 +136,9 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 		fmt.Fprint(o.Stderr, "\r\033[K")
 	}
 	proc.Flush()
+	for _, s := range notifiers.Sinks {
+		s.Send(ctx, alerts) // asynchronous: delivered before Replay returns, within 10 s
+	}
 	summary.Alerts = alerts
 	summary.Engine = engine.Stats()
 	summary.Elapsed = time.Since(start)

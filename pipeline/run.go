@@ -89,6 +89,13 @@ type RunStats struct {
 	CommitNanos               atomic.Int64  // latency of the last commit
 	Alerts                    atomic.Uint64
 	Lag                       atomic.Int64 // reader lag at the last flush
+	Approved                  atomic.Uint64
+	ByCause                   [event.NumCauses]atomic.Uint64 // declines by cause
+	AlertsByKind              [alerting.NumKinds][2]atomic.Uint64 // [kind][0 firing, 1 resolved]
+	ActiveByKind              [alerting.NumKinds]atomic.Int64
+	DetectorScopes            atomic.Int64
+	DetectorRecords           atomic.Int64
+	LastFlush                 atomic.Int64 // unix nanos of the last successful flush
 
 	mu           sync.Mutex
 	partitionLag map[string]int64 // "topic/partition" → messages behind the high watermark
@@ -115,13 +122,21 @@ func (s *RunStats) setLag(topic string, partition int, lag int64) {
 	s.partitionLag[topic+"/"+strconv.Itoa(partition)] = lag
 }
 
+// FlushObserver is told how long each flush stage took and how big the
+// storage batch was (the metrics implement it).
+type FlushObserver interface {
+	ObserveStage(stage string, d time.Duration)
+	ObserveBatch(events int)
+}
+
 // RunOptions configure a Runner.
 type RunOptions struct {
-	Config Config
-	Rules  *classify.Rules
-	Store  Store       // nil: NopStore
-	Alerts []AlertSink // where alert records go at each flush
-	Log    *zap.Logger
+	Config   Config
+	Rules    *classify.Rules
+	Store    Store       // nil: NopStore
+	Alerts   []AlertSink // where alert records go at each flush
+	Log      *zap.Logger
+	Observer FlushObserver // optional
 }
 
 // Runner is `declinemon run`: consume event-v1 topics in a consumer group,
@@ -135,6 +150,8 @@ type Runner struct {
 	log    *zap.Logger
 	store  Store
 	sinks  []AlertSink
+	obs    FlushObserver
+	active activeAlerts
 	proc   *Processor
 	engine *alerting.Engine
 	merge  *merger
@@ -169,7 +186,10 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	if err := o.Config.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: o.Config, kc: kc, log: o.Log, store: o.Store, sinks: o.Alerts, last: map[topicPartition]kafka.Message{}}
+	r := &Runner{cfg: o.Config, kc: kc, log: o.Log, store: o.Store, sinks: o.Alerts, obs: o.Observer, last: map[topicPartition]kafka.Message{}}
+	if r.obs == nil {
+		r.obs = nopObserver{}
+	}
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
@@ -316,6 +336,11 @@ func (r *Runner) handle(m kafka.Message) {
 		return
 	}
 	r.stats.Accepted.Add(1)
+	if res.Class.Approved() {
+		r.stats.Approved.Add(1)
+	} else {
+		r.stats.ByCause[res.Class.Cause].Add(1)
+	}
 	r.accepted = append(r.accepted, Accepted{Event: *res.Event, Cause: res.Class.Cause, Known: res.Class.Known,
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 	topic, partition := sourceOf(&m)
@@ -433,34 +458,64 @@ func (r *Runner) flush(ctx context.Context) error {
 		return nil
 	}
 	if len(r.accepted) > 0 {
+		t0 := time.Now()
 		if err := r.store.Write(ctx, r.accepted); err != nil {
 			return fmt.Errorf("storing %d events: %w", len(r.accepted), err)
 		}
+		r.obs.ObserveStage("store", time.Since(t0))
+		r.obs.ObserveBatch(len(r.accepted))
 		clear(r.accepted)
 		r.accepted = r.accepted[:0]
 	}
 	if len(r.dead) > 0 {
+		t0 := time.Now()
 		if err := r.dlq.WriteMessages(ctx, r.dead...); err != nil {
 			return fmt.Errorf("writing %d dead letters to %s: %w", len(r.dead), r.kc.DLQTopic, err)
 		}
+		r.obs.ObserveStage("dead_letters", time.Since(t0))
 		r.stats.DeadLettered.Add(uint64(len(r.dead)))
 		r.dead = r.dead[:0]
 	}
 	if len(r.fwd) > 0 {
+		t0 := time.Now()
 		if err := r.forward.WriteMessages(ctx, r.fwd...); err != nil {
 			return fmt.Errorf("forwarding %d events to %s: %w", len(r.fwd), r.kc.ForwardTopic, err)
 		}
+		r.obs.ObserveStage("forward", time.Since(t0))
 		r.stats.Forwarded.Add(uint64(len(r.fwd)))
 		r.fwd = r.fwd[:0]
 	}
 	if len(r.alerts) > 0 {
+		t0 := time.Now()
 		for _, s := range r.sinks {
 			if err := s.Send(ctx, r.alerts); err != nil {
 				return fmt.Errorf("delivering alerts: %w", err)
 			}
 		}
+		r.obs.ObserveStage("alerts", time.Since(t0))
+		for _, a := range r.alerts {
+			st := 0
+			if a.State == alerting.StateResolved {
+				st = 1
+			}
+			r.stats.AlertsByKind[a.Kind][st].Add(1)
+		}
 		r.stats.Alerts.Add(uint64(len(r.alerts)))
 		r.alerts = r.alerts[:0]
+	}
+	if r.engine != nil {
+		active := r.engine.Active()
+		var byKind [alerting.NumKinds]int64
+		for _, a := range active {
+			byKind[a.Kind]++
+		}
+		for k := range byKind {
+			r.stats.ActiveByKind[k].Store(byKind[k])
+		}
+		r.active.set(active)
+		es := r.engine.Stats()
+		r.stats.DetectorScopes.Store(int64(es.Scopes))
+		r.stats.DetectorRecords.Store(int64(es.Records))
 	}
 	if len(r.last) > 0 {
 		msgs := make([]kafka.Message, 0, len(r.last))
@@ -472,15 +527,46 @@ func (r *Runner) flush(ctx context.Context) error {
 		if err := r.reader.CommitMessages(ctx, msgs...); err != nil {
 			return &commitError{err}
 		}
+		r.obs.ObserveStage("commit", time.Since(t0))
 		r.stats.CommitNanos.Store(int64(time.Since(t0)))
 		clear(r.last)
 	}
+	r.stats.LastFlush.Store(time.Now().UnixNano())
 	r.stats.Committed.Add(uint64(r.pending))
 	r.stats.Flushes.Add(1)
 	r.stats.Lag.Store(r.reader.Stats().Lag)
 	r.pending = 0
 	return nil
 }
+
+type nopObserver struct{}
+
+func (nopObserver) ObserveStage(string, time.Duration) {}
+func (nopObserver) ObserveBatch(int)                   {}
+
+// activeAlerts is the firing-alert snapshot served on /alerts.
+type activeAlerts struct {
+	mu     sync.Mutex
+	alerts []alerting.Alert
+}
+
+func (a *activeAlerts) set(v []alerting.Alert) {
+	a.mu.Lock()
+	a.alerts = v
+	a.mu.Unlock()
+}
+
+func (a *activeAlerts) get() []alerting.Alert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]alerting.Alert{}, a.alerts...)
+}
+
+// SetObserver sets the flush observer (the metrics); call before Run.
+func (r *Runner) SetObserver(o FlushObserver) { r.obs = o }
+
+// ActiveAlerts returns the firing alerts as of the last flush.
+func (r *Runner) ActiveAlerts() []alerting.Alert { return r.active.get() }
 
 type commitError struct{ err error }
 

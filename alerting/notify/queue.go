@@ -106,3 +106,8 @@ func (q *queue) close(ctx context.Context) {
 		<-done
 	}
 }
+
+// DeliveryCounts reports sent, failed, dropped and retried deliveries.
+func (s *Stats) DeliveryCounts() (sent, failed, dropped, retries uint64) {
+	return s.Sent.Load(), s.Failed.Load(), s.Dropped.Load(), s.Retries.Load()
+}

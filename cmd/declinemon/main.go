@@ -9,10 +9,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -97,7 +102,12 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("loading rules", zap.Error(err))
 		return 1
 	}
-	sinks := []pipeline.AlertSink{pipeline.LogAlerts{Log: log}}
+	notifiers, err := cfg.Notifiers(log)
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	sinks := append([]pipeline.AlertSink{pipeline.LogAlerts{Log: log}}, notifiers.Sinks...)
 	if *alertsOut != "" {
 		f, err := os.OpenFile(*alertsOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -112,8 +122,37 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1
 	}
-	if err := r.Run(ctx); err != nil {
-		log.Error("run failed", zap.Error(err))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := pipeline.NewMetrics(reg, r.Stats(), notifiers.Stats)
+	if err != nil {
+		log.Error("registering metrics", zap.Error(err))
+		return 1
+	}
+	r.SetObserver(metrics)
+	var srv *http.Server
+	if addr := cfg.HTTP.Addr(); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			log.Error("listening for http", zap.String("addr", addr), zap.Error(err))
+			return 1
+		}
+		srv = &http.Server{Handler: pipeline.NewHandler(cfg.HTTP, pipeline.Endpoints{Gatherer: reg, Ready: r.Ready, Active: r.ActiveAlerts}),
+			ReadHeaderTimeout: 5 * time.Second}
+		go srv.Serve(ln)
+		log.Info("serving /metrics /healthz /readyz /alerts", zap.String("addr", ln.Addr().String()))
+	}
+	runErr := r.Run(ctx)
+	// Reverse order: the runner has flushed and committed; deliver queued
+	// alerts, then stop serving.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	notifiers.Close(sctx)
+	if srv != nil {
+		srv.Shutdown(sctx)
+	}
+	if runErr != nil {
+		log.Error("run failed", zap.Error(runErr))
 		return 1
 	}
 	return 0

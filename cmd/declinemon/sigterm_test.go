@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,16 +67,24 @@ func TestSIGTERMCommitsWhatWasProcessed(t *testing.T) {
 	}()
 
 	cmd := exec.Command(bin, "run", "--log-format", "json")
-	cmd.Env = append(os.Environ(), "DECLINEMON_KAFKA_BROKERS="+b.Addr, "DECLINEMON_KAFKA_TOPICS="+topic, "DECLINEMON_KAFKA_GROUP_ID="+group)
+	cmd.Env = append(os.Environ(), "DECLINEMON_KAFKA_BROKERS="+b.Addr, "DECLINEMON_KAFKA_TOPICS="+topic,
+		"DECLINEMON_KAFKA_GROUP_ID="+group, "DECLINEMON_HTTP_LISTEN=127.0.0.1:0")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan string, 1000)
+	lines := make(chan string, 100000)
+	httpAddr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			lines <- sc.Text()
+			line := sc.Text()
+			if strings.Contains(line, `"msg":"serving`) {
+				var l map[string]any
+				json.Unmarshal([]byte(line), &l)
+				httpAddr <- fmt.Sprint(l["addr"])
+			}
+			lines <- line
 		}
 		close(lines)
 	}()
@@ -98,6 +108,19 @@ func TestSIGTERMCommitsWhatWasProcessed(t *testing.T) {
 			t.Fatal("service never committed")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The operational endpoints answer while it runs.
+	base := "http://" + <-httpAddr
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "declinemon_committed_messages_total", "/alerts": "["} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d %.200s", path, resp.StatusCode, body)
+		}
 	}
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)

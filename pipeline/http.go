@@ -1,0 +1,144 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/declinemon/declinemon/alerting"
+)
+
+// HTTPConfig is the `http:` section: the operational endpoints.
+type HTTPConfig struct {
+	// Listen address; default 127.0.0.1:9464 (localhost only). "off"
+	// disables the server.
+	Listen string `yaml:"listen"`
+	// BearerToken or BasicAuth, when set, protect every endpoint but
+	// /healthz.
+	BearerToken Secret `yaml:"bearer_token"`
+	BasicAuth   struct {
+		Username string `yaml:"username"`
+		Password Secret `yaml:"password"`
+	} `yaml:"basic_auth"`
+}
+
+// Addr returns the listen address with its default ("" when disabled).
+func (c HTTPConfig) Addr() string {
+	switch c.Listen {
+	case "":
+		return "127.0.0.1:9464"
+	case "off":
+		return ""
+	}
+	return c.Listen
+}
+
+// Endpoints are what the HTTP handler serves.
+type Endpoints struct {
+	Gatherer prometheus.Gatherer
+	Ready    func(ctx context.Context) error // nil error: ready
+	Active   func() []alerting.Alert
+}
+
+// NewHandler serves /metrics, /healthz (process alive), /readyz (Kafka and
+// storage reachable) and /alerts (firing alerts as alerts-v1 JSON).
+func NewHandler(cfg HTTPConfig, ep Endpoints) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	protected := http.NewServeMux()
+	protected.Handle("GET /metrics", promhttp.HandlerFor(ep.Gatherer, promhttp.HandlerOpts{}))
+	protected.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := ep.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	protected.HandleFunc("GET /alerts", func(w http.ResponseWriter, r *http.Request) {
+		active := ep.Active()
+		if id := r.URL.Query().Get("alert_id"); id != "" {
+			var one []alerting.Alert
+			for _, a := range active {
+				if a.ID == id {
+					one = append(one, a)
+				}
+			}
+			active = one
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(active)
+	})
+	mux.Handle("/", authenticate(cfg, protected))
+	return mux
+}
+
+func authenticate(cfg HTTPConfig, next http.Handler) http.Handler {
+	token, user, pass := string(cfg.BearerToken), cfg.BasicAuth.Username, string(cfg.BasicAuth.Password)
+	if token == "" && user == "" {
+		return next
+	}
+	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token != "" && eq(r.Header.Get("Authorization"), "Bearer "+token) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if u, p, ok := r.BasicAuth(); ok && user != "" && eq(u, user) && eq(p, pass) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="declinemon"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+	})
+}
+
+// Pinger is implemented by stores that can say whether they are reachable
+// (and migrated).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Ready reports whether a broker answers and the store is reachable.
+func (r *Runner) Ready(ctx context.Context) error {
+	dialer, _, err := r.kc.dialer()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	reachable := false
+	for _, b := range r.kc.Brokers {
+		conn, err := dialer.DialContext(ctx, "tcp", b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, err = conn.Brokers()
+		conn.Close()
+		if err == nil {
+			reachable = true
+			break
+		}
+		errs = append(errs, err)
+	}
+	if !reachable {
+		return fmt.Errorf("no kafka broker reachable: %w", errors.Join(errs...))
+	}
+	if p, ok := r.store.(Pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+	}
+	return nil
+}
+
