@@ -8,10 +8,23 @@ KAFKA_LIBS ?= $(HOME)/.cache/declinemon/kafka-3.9.1/libs
 # Integration tests start a real broker; make test must not skip them.
 export DECLINEMON_KAFKA_REQUIRED = 1
 export DECLINEMON_KAFKA_LIBS = $(KAFKA_LIBS)
+export DECLINEMON_ALERTMANAGER_REQUIRED = 1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test lint unit race fuzz bench bench-kafka demo build score clean kafka-jars
+.PHONY: test lint unit race fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy
 
-test: lint kafka-jars unit race fuzz
+test: lint kafka-jars tools check-deploy unit race fuzz
+
+# promtool, amtool and a real Alertmanager for the tests, from Debian.
+tools:
+	@command -v promtool >/dev/null && command -v amtool >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; }
+
+check-deploy: tools
+	promtool check rules deploy/prometheus/rules.yml
+	promtool test rules deploy/prometheus/rules_test.yml
+	promtool check config deploy/prometheus/prometheus.yml
+	amtool check-config deploy/alertmanager/alertmanager.yml
 
 # Apache Kafka 3.9.1 broker jars from Maven Central, cached.
 kafka-jars:

@@ -141,4 +141,3 @@ func (r *Runner) Ready(ctx context.Context) error {
 	}
 	return nil
 }
-

@@ -133,4 +133,3 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		c("declinemon_alert_deliveries_total", dropped, name, "dropped")
 	}
 }
-

@@ -90,7 +90,7 @@ type RunStats struct {
 	Alerts                    atomic.Uint64
 	Lag                       atomic.Int64 // reader lag at the last flush
 	Approved                  atomic.Uint64
-	ByCause                   [event.NumCauses]atomic.Uint64 // declines by cause
+	ByCause                   [event.NumCauses]atomic.Uint64      // declines by cause
 	AlertsByKind              [alerting.NumKinds][2]atomic.Uint64 // [kind][0 firing, 1 resolved]
 	ActiveByKind              [alerting.NumKinds]atomic.Int64
 	DetectorScopes            atomic.Int64
