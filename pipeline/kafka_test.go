@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/alerting/scenario"
@@ -162,9 +164,13 @@ func runConfig(b *kafkatest.Broker, topic, group string) Config {
 }
 
 // startRunner runs a Runner until the returned stop is called; stop returns Run's error.
-func startRunner(t testing.TB, cfg Config, store Store) (*Runner, func() error) {
+func startRunner(t testing.TB, cfg Config, store Store, log ...*zap.Logger) (*Runner, func() error) {
 	t.Helper()
-	r, err := NewRunner(RunOptions{Config: cfg, Store: store})
+	o := RunOptions{Config: cfg, Store: store}
+	if len(log) > 0 {
+		o.Log = log[0]
+	}
+	r, err := NewRunner(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +224,8 @@ func TestRunGoodOnceBadToDLQ(t *testing.T) {
 	const n = 3000
 	produce(t, b, topic, 0, n, badMessages)
 	store := &memStore{}
-	r, stop := startRunner(t, runConfig(b, topic, "g-"+topic), store)
+	core, logs := observer.New(zap.DebugLevel)
+	r, stop := startRunner(t, runConfig(b, topic, "g-"+topic), store, zap.New(core))
 	waitFor(t, "all messages committed", 60*time.Second, func() bool { return r.Stats().Committed.Load() >= n+uint64(len(badMessages)) })
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -271,6 +278,22 @@ func TestRunGoodOnceBadToDLQ(t *testing.T) {
 	}
 	if r.Stats().CommitNanos.Load() <= 0 || r.Stats().Bytes.Load() == 0 {
 		t.Error("commit latency or bytes not recorded")
+	}
+	rejectLines := 0
+	for _, e := range logs.All() {
+		line := fmt.Sprint(e.Message, e.ContextMap())
+		if strings.Contains(line, testPAN) || pan.MatchString(line) {
+			t.Errorf("log line carries card data: %s", line)
+		}
+		if e.Message == "message rejected to the dead-letter topic" {
+			rejectLines++
+			if c := e.ContextMap(); c["topic"] != topic || c["offset"] == nil || c["reason"] == nil {
+				t.Errorf("reject log line lacks its source: %v", c)
+			}
+		}
+	}
+	if rejectLines == 0 {
+		t.Error("rejections were not logged")
 	}
 }
 

@@ -168,7 +168,8 @@ type Runner struct {
 	alerts   []alerting.Alert
 	pending  int
 
-	errLog rateLimited
+	errLog    rateLimited
+	rejectLog rateLimited
 }
 
 type topicPartition struct {
@@ -211,6 +212,7 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	// The runner feeds the detector itself, through the merger.
 	r.proc = NewProcessor(ingest.NewDecoder(o.Config.DecoderConfig()), rules, nil)
 	r.errLog = rateLimited{log: r.log, every: 10 * time.Second}
+	r.rejectLog = rateLimited{log: r.log, every: 10 * time.Second}
 	return r, nil
 }
 
@@ -236,7 +238,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		Brokers: r.kc.Brokers, GroupID: r.kc.GroupID, GroupTopics: r.kc.Topics, Dialer: dialer,
 		MinBytes: r.kc.MinBytes, MaxBytes: r.kc.MaxBytes, MaxWait: r.kc.MaxWait, StartOffset: start,
 		QueueCapacity: 1000, ReadBatchTimeout: 10 * time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) { r.errLog.Warn("kafka reader", fmt.Sprintf(msg, args...)) }),
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			r.errLog.Warn("kafka reader", "reader", zap.String("error", fmt.Sprintf(msg, args...)))
+		}),
 	})
 	writer := func(topic string) *kafka.Writer {
 		return &kafka.Writer{Addr: kafka.TCP(r.kc.Brokers...), Topic: topic, Transport: transport, RequiredAcks: kafka.RequireAll,
@@ -312,7 +316,7 @@ func (r *Runner) fetchUntil(fctx context.Context) error {
 			if errors.Is(err, io.EOF) {
 				return errors.New("kafka reader closed")
 			}
-			r.errLog.Warn("fetching message", err.Error())
+			r.errLog.Warn("fetching message", "fetch", zap.Error(err))
 			select {
 			case <-fctx.Done():
 			case <-time.After(200 * time.Millisecond):
@@ -333,6 +337,10 @@ func (r *Runner) handle(m kafka.Message) {
 	if res.Reject != nil {
 		r.stats.Rejected[res.Reject.Reason].Add(1)
 		r.dead = append(r.dead, deadLetter(m, res.Reject))
+		// Where it came from and why; never the payload.
+		r.rejectLog.Warn("message rejected to the dead-letter topic", res.Reject.Reason.String(),
+			zap.Stringer("reason", res.Reject.Reason), zap.String("field", res.Reject.Field), zap.String("topic", m.Topic),
+			zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset))
 		return
 	}
 	r.stats.Accepted.Add(1)
@@ -441,7 +449,7 @@ func (r *Runner) flushRetrying(ctx context.Context) error {
 			return nil
 		}
 		r.stats.FlushRetries.Add(1)
-		r.errLog.Warn("flush failed, retrying", err.Error())
+		r.errLog.Warn("flush failed, retrying", "flush", zap.Error(err))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -573,8 +581,8 @@ type commitError struct{ err error }
 func (e *commitError) Error() string { return "committing offsets: " + e.err.Error() }
 func (e *commitError) Unwrap() error { return e.err }
 
-// rateLimited logs a noisy warning at most once per interval per message,
-// counting what it suppressed.
+// rateLimited logs a noisy warning at most once per interval per key,
+// counting what it suppressed in between.
 type rateLimited struct {
 	log        *zap.Logger
 	every      time.Duration
@@ -583,17 +591,17 @@ type rateLimited struct {
 	suppressed map[string]int
 }
 
-func (l *rateLimited) Warn(msg, detail string) {
+func (l *rateLimited) Warn(msg, key string, fields ...zap.Field) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.last == nil {
 		l.last, l.suppressed = map[string]time.Time{}, map[string]int{}
 	}
-	if time.Since(l.last[msg]) < l.every {
-		l.suppressed[msg]++
+	if time.Since(l.last[key]) < l.every {
+		l.suppressed[key]++
 		return
 	}
-	l.log.Warn(msg, zap.String("error", detail), zap.Int("suppressed_since_last", l.suppressed[msg]))
-	l.last[msg] = time.Now()
-	l.suppressed[msg] = 0
+	l.log.Warn(msg, append(fields, zap.Int("suppressed_since_last", l.suppressed[key]))...)
+	l.last[key] = time.Now()
+	l.suppressed[key] = 0
 }
