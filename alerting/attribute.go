@@ -160,7 +160,8 @@ func (e *Engine) evalRule(r *rule, T int64) {
 		st.k = int(s.kRes)
 		st.nRes = max(st.n-int(s.k-s.kRes), st.k)
 		st.aff = int(s.aff)
-		st.start = 0
+		st.start = e.onset(s, int(r.cause), max(r.cfg.MinRate/2, 2*st.p0), slotTo[s.typ]-r.nb[s.typ], slotTo[s.typ])
+		onsetAt, seenFirst := st.start, false
 		picked = append(picked, best)
 		if st.confirmed && s.incident(r.idx) == nil && e.holding(r, s, T) {
 			// Pending: leave its failures unexplained so a wider scope
@@ -174,8 +175,9 @@ func (e *Engine) evalRule(r *rule, T int64) {
 			rec := &recs[i]
 			if !e.covered[i] && rec.dims[s.typ] == s {
 				e.covered[i] = true
-				if in(rec, s.typ) && (st.start == 0 || rec.ts < st.start) {
-					st.start = rec.ts
+				// The first failure at or after the onset bucket's start.
+				if in(rec, s.typ) && rec.ts >= onsetAt && (!seenFirst || rec.ts < st.start) {
+					st.start, seenFirst = rec.ts, true
 				}
 				if m := rec.dims[event.ScopeMerchant]; m != nil {
 					e.markExplained(m, r.cause, T)
@@ -369,7 +371,7 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 			}
 			delete(r.pending, s)
 			st := &candStats{n: n, p0: p0, k: k, nRes: n, aff: e.merchantTerminals(s, fromSlot)}
-			st.start = e.firstFailureSince(s, t, fromSlot, slotTo)
+			st.start = e.onset(s, declines, max(r.cfg.MinRate/2, 2*p0), fromSlot, slotTo)
 			e.fire(r, r.kind, s, T, st, evidence{dominant: dom})
 		} else {
 			e.update(inc, k, n, inc.alert.Affected)
@@ -400,18 +402,31 @@ func (e *Engine) merchantTerminals(m *scope, fromSlot int32) int {
 	return max(len(seen), 1)
 }
 
-// firstFailureSince estimates onset: the start of the first bucket in the
-// window whose decline rate was above twice the baseline.
-func (e *Engine) firstFailureSince(s *scope, t event.ScopeType, fromSlot, toSlot int32) int64 {
-	p0 := e.expected(s, declines)
-	first := toSlot - 1
+// onset estimates when the current anomaly began, as a change point: the
+// bucket start from which the excess of failures over threshold, summed up
+// to now, is largest. Quiet buckets before the onset subtract from the
+// sum, so an isolated noisy bucket earlier in the window does not pull the
+// onset back, and one approved attempt inside the anomaly does not push it
+// forward.
+func (e *Engine) onset(s *scope, c int, threshold float64, fromSlot, toSlot int32) int64 {
+	bySlot := make(map[int32]*bucket, len(s.ring))
 	for i := range s.ring {
-		b := &s.ring[i]
-		if b.slot >= fromSlot && b.slot < toSlot && b.n > 0 && float64(b.f[declines]) > 2*p0*float64(b.n) && b.slot < first {
-			first = b.slot
+		if b := &s.ring[i]; b.slot >= fromSlot && b.slot < toSlot && b.n > 0 {
+			bySlot[b.slot] = b
 		}
 	}
-	return slotEpoch + int64(first)*e.width[t]
+	best, bestSum, sum := toSlot-1, 0.0, 0.0
+	for slot := toSlot - 1; slot >= fromSlot; slot-- {
+		b, ok := bySlot[slot]
+		if !ok {
+			continue
+		}
+		sum += float64(b.f[c]) - threshold*float64(b.n)
+		if sum > bestSum {
+			best, bestSum = slot, sum
+		}
+	}
+	return slotEpoch + int64(best)*e.width[s.typ]
 }
 
 // markExplained notes that merchant m's failures of cause c are explained

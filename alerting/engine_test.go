@@ -128,6 +128,9 @@ func TestRegionOutageOneAlertThenResolves(t *testing.T) {
 	if ttd := fire.DetectedAt.Sub(onset); ttd < 0 || ttd > time.Minute {
 		t.Errorf("detected %s after onset, want within 1m", ttd)
 	}
+	if d := fire.StartsAt.Sub(onset); d < 0 || d > 10*time.Second {
+		t.Errorf("starts_at %s, onset was %s", fire.StartsAt, onset)
+	}
 	if fire.ID != res.ID || res.EndsAt == nil || res.EndsAt.Sub(end).Abs() > time.Minute {
 		t.Errorf("resolved record: id %s vs %s, ends_at %v (want near %s)", res.ID, fire.ID, res.EndsAt, end)
 	}
