@@ -105,8 +105,14 @@ func (m *merger) release(observe func(*event.Event, event.Cause), force bool) {
 		best.items[best.head] = held{}
 		best.head++
 		m.buffered--
-		if best.head == len(best.items) {
+		switch {
+		case best.head == len(best.items):
 			best.items, best.head = best.items[:0], 0
+		case best.head >= 1024 && 2*best.head >= len(best.items):
+			// A source that never drains must not grow without bound.
+			n := copy(best.items, best.items[best.head:])
+			clear(best.items[n:])
+			best.items, best.head = best.items[:n], 0
 		}
 	}
 }

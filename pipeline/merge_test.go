@@ -71,3 +71,26 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+func TestMergerStaysBoundedUnderSteadyFlow(t *testing.T) {
+	now := time.Unix(0, 0)
+	m := newMerger(1000, time.Second)
+	m.now = func() time.Time { return now }
+	n := 0
+	observe := func(*event.Event, event.Cause) { n++ }
+	for i := 0; i < 200_000; i++ {
+		now = now.Add(time.Millisecond)
+		for p := 0; p < 2; p++ {
+			ev := event.Event{Time: time.Unix(int64(i), 0)}
+			m.push([]byte("t"), p, &ev, event.CauseNone, observe)
+		}
+	}
+	for _, s := range m.order {
+		if cap(s.items) > 10_000 {
+			t.Fatalf("source buffer grew to %d", cap(s.items))
+		}
+	}
+	if n < 399_000 {
+		t.Fatalf("released only %d", n)
+	}
+}
