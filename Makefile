@@ -9,11 +9,24 @@ KAFKA_LIBS ?= $(HOME)/.cache/declinemon/kafka-3.9.1/libs
 export DECLINEMON_KAFKA_REQUIRED = 1
 export DECLINEMON_KAFKA_LIBS = $(KAFKA_LIBS)
 export DECLINEMON_ALERTMANAGER_REQUIRED = 1
+# ClickHouse 26.7 as a library (chdb) from npm, for the storage tests.
+CHDB_DIR ?= $(HOME)/.cache/declinemon/chdb-26.7.3
+CHDB_LIB_PATH ?= $(CHDB_DIR)/package/libchdb.so
+export CHDB_LIB_PATH
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test lint unit race fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy
+.PHONY: test lint unit race fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
 
-test: lint kafka-jars tools check-deploy unit race fuzz
+test: lint kafka-jars tools check-deploy unit storage-chdb race fuzz
+
+chdb-lib:
+	@test -f $(CHDB_LIB_PATH) || { mkdir -p $(CHDB_DIR) && cd $(CHDB_DIR) && \
+	  npm pack --silent @chdb/lib-linux-x64-gnu@26.7.3-stable.1 && tar xzf chdb-lib-linux-x64-gnu-26.7.3-stable.1.tgz && \
+	  rm chdb-lib-linux-x64-gnu-26.7.3-stable.1.tgz; }
+
+# Schema, rollups, dedup and cookbook queries on a real ClickHouse engine.
+storage-chdb: chdb-lib
+	$(GO) test -count=1 -tags chdb ./storage/...
 
 # promtool, amtool and a real Alertmanager for the tests, from Debian.
 tools:

@@ -82,3 +82,14 @@ func (e *Event) Code() string {
 	}
 	return e.ResponseCode
 }
+
+// Classified is an accepted event with its classification and where it
+// was read from: what storage keeps.
+type Classified struct {
+	Event     Event
+	Cause     Cause // CauseNone for approvals
+	Known     bool  // the deciding code is in the rules
+	Topic     string
+	Partition int
+	Offset    int64
+}

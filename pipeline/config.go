@@ -21,6 +21,7 @@ import (
 	"github.com/declinemon/declinemon/classify"
 	"github.com/declinemon/declinemon/event"
 	"github.com/declinemon/declinemon/ingest"
+	"github.com/declinemon/declinemon/storage"
 )
 
 // Config is the configuration file. Every field has a safe zero value.
@@ -44,6 +45,8 @@ type Config struct {
 	Webhooks     []notify.WebhookConfig    `yaml:"webhooks"`
 	// HTTP serves /metrics, /healthz, /readyz and /alerts (run).
 	HTTP HTTPConfig `yaml:"http"`
+	// ClickHouse stores events, rollups and alerts (run); off when addr is empty.
+	ClickHouse storage.Config `yaml:"clickhouse"`
 }
 
 // LoadConfig reads a YAML configuration file ("" means defaults) and
@@ -78,6 +81,7 @@ func LoadConfig(path string) (Config, error) {
 		c.RulesFile = v
 	}
 	c.Kafka.applyEnv()
+	c.ClickHouse.ApplyEnv()
 	if v, ok := os.LookupEnv("DECLINEMON_HTTP_LISTEN"); ok {
 		c.HTTP.Listen = v
 	}
@@ -96,6 +100,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: want 0 (default) or at least 256", c.MaxMessageBytes))
 	}
 	if err := c.Detection.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.ClickHouse.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Alertmanager.Validate(); err != nil {

@@ -78,7 +78,7 @@ type memStore struct {
 	total   int
 }
 
-func (s *memStore) Write(_ context.Context, batch []Accepted) error {
+func (s *memStore) Write(_ context.Context, batch []event.Classified) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ids == nil {

@@ -19,20 +19,10 @@ import (
 	"github.com/declinemon/declinemon/ingest"
 )
 
-// Accepted is one valid, classified event with where it came from.
-type Accepted struct {
-	Event     event.Event
-	Cause     event.Cause
-	Known     bool
-	Topic     string
-	Partition int
-	Offset    int64
-}
-
 // Store is what the runner needs from storage: Write returns once the
 // batch is durable. Offsets are committed only after it returns nil.
 type Store interface {
-	Write(ctx context.Context, batch []Accepted) error
+	Write(ctx context.Context, batch []event.Classified) error
 }
 
 // NopStore discards events; the stand-in until a storage backend is
@@ -40,7 +30,7 @@ type Store interface {
 type NopStore struct{}
 
 // Write implements Store.
-func (NopStore) Write(context.Context, []Accepted) error { return nil }
+func (NopStore) Write(context.Context, []event.Classified) error { return nil }
 
 // AlertSink receives alert records at each flush.
 type AlertSink interface {
@@ -161,7 +151,7 @@ type Runner struct {
 	dlq     *kafka.Writer
 	forward *kafka.Writer
 
-	accepted []Accepted
+	accepted []event.Classified
 	dead     []kafka.Message
 	fwd      []kafka.Message
 	last     map[topicPartition]kafka.Message
@@ -349,7 +339,7 @@ func (r *Runner) handle(m kafka.Message) {
 	} else {
 		r.stats.ByCause[res.Class.Cause].Add(1)
 	}
-	r.accepted = append(r.accepted, Accepted{Event: *res.Event, Cause: res.Class.Cause, Known: res.Class.Known,
+	r.accepted = append(r.accepted, event.Classified{Event: *res.Event, Cause: res.Class.Cause, Known: res.Class.Known,
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 	topic, partition := sourceOf(&m)
 	if r.forward != nil {

@@ -22,11 +22,13 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/declinemon/declinemon/pipeline"
+	"github.com/declinemon/declinemon/storage"
 )
 
 const usage = `declinemon: streaming monitor for card-payment declines at POS terminals
 
 usage:
+  declinemon migrate --config FILE   apply the ClickHouse schema (also done by run)
   declinemon run    --config FILE [--rules FILE] [--alerts-out FILE] [--log-format json|console] [--log-level LEVEL]
   declinemon replay --input FILE|- [--alerts-out FILE] [--config FILE] [--rules FILE] [--top N]
 
@@ -47,6 +49,8 @@ func run(args []string, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCmd(ctx, args[1:], stderr)
+	case "migrate":
+		return migrateCmd(ctx, args[1:], stderr)
 	case "replay":
 		log := newLogger(stderr, "console", zapcore.InfoLevel)
 		defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
@@ -117,7 +121,20 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) int {
 		defer f.Close()
 		sinks = append(sinks, pipeline.JSONLAlerts{W: f})
 	}
-	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Alerts: sinks, Log: log})
+	var store pipeline.Store = pipeline.NopStore{}
+	if cfg.ClickHouse.Enabled() {
+		client, err := openStorage(ctx, cfg.ClickHouse, log)
+		if err != nil {
+			log.Error("storage", zap.Error(err))
+			return 1
+		}
+		defer client.Close()
+		store = storage.NewWriter(client, cfg.ClickHouse.Writer)
+		sinks = append(sinks, client) // alerts table
+	} else {
+		log.Warn("no clickhouse.addr: events are not stored (alerting only)")
+	}
+	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Store: store, Alerts: sinks, Log: log})
 	if err != nil {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1
@@ -155,6 +172,50 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("run failed", zap.Error(runErr))
 		return 1
 	}
+	return 0
+}
+
+// openStorage connects and migrates.
+func openStorage(ctx context.Context, cfg storage.Config, log *zap.Logger) (*storage.Client, error) {
+	client, err := storage.Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	applied, err := storage.Migrate(mctx, client, cfg.SchemaConfig)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("migrating: %w", err)
+	}
+	log.Info("clickhouse schema ready", zap.Strings("applied", applied), zap.Int("version", storage.Latest()))
+	return client, nil
+}
+
+func migrateCmd(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "YAML configuration file (clickhouse: section, or DECLINEMON_CLICKHOUSE_* env)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(stderr, "console", zapcore.InfoLevel)
+	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
+	cfg, err := pipeline.LoadConfig(*cfgPath)
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	if !cfg.ClickHouse.Enabled() {
+		log.Error("clickhouse.addr is not set")
+		return 1
+	}
+	client, err := openStorage(ctx, cfg.ClickHouse, log)
+	if err != nil {
+		log.Error("storage", zap.Error(err))
+		return 1
+	}
+	client.Close()
 	return 0
 }
 

@@ -1,0 +1,195 @@
+package storage
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/declinemon/declinemon/alerting"
+)
+
+// Config is the `clickhouse:` section. Storage is off when Addr is empty.
+type Config struct {
+	Addr         []string      `yaml:"addr"` // host:9000 (native protocol)
+	Username     string        `yaml:"username"`
+	Password     string        `yaml:"password"` // prefer DECLINEMON_CLICKHOUSE_PASSWORD
+	TLS          bool          `yaml:"tls"`
+	DialTimeout  time.Duration `yaml:"dial_timeout"`
+	MaxOpenConns int           `yaml:"max_open_conns"`
+	SchemaConfig `yaml:",inline"`
+	Writer       WriterConfig `yaml:"writer"`
+}
+
+// ApplyEnv applies DECLINEMON_CLICKHOUSE_ADDR (comma-separated),
+// _USERNAME and _PASSWORD.
+func (c *Config) ApplyEnv() {
+	if v, ok := os.LookupEnv("DECLINEMON_CLICKHOUSE_ADDR"); ok {
+		c.Addr = nil
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.Addr = append(c.Addr, a)
+			}
+		}
+	}
+	if v, ok := os.LookupEnv("DECLINEMON_CLICKHOUSE_USERNAME"); ok {
+		c.Username = v
+	}
+	if v, ok := os.LookupEnv("DECLINEMON_CLICKHOUSE_PASSWORD"); ok {
+		c.Password = v
+	}
+}
+
+// Validate checks the section.
+func (c Config) Validate() error {
+	var errs []error
+	for _, a := range c.Addr {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("clickhouse.addr: %q is not host:port", a))
+		}
+	}
+	if c.EventsTTLDays < 0 || c.RollupTTLDays < 0 || c.DialTimeout < 0 || c.MaxOpenConns < 0 {
+		errs = append(errs, errors.New("clickhouse: ttl days, dial_timeout and max_open_conns must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Enabled reports whether storage is configured.
+func (c Config) Enabled() bool { return len(c.Addr) > 0 }
+
+// Client is the thin clickhouse-go/v2 layer: migrations' Conn, the
+// writer's Inserter, the alerts sink and the readiness ping.
+type Client struct {
+	conn driver.Conn
+	cfg  Config
+}
+
+// Open connects (lazily: clickhouse-go dials on first use).
+func Open(cfg Config) (*Client, error) {
+	cfg.SchemaConfig = cfg.SchemaConfig.withDefaults()
+	opts := &clickhouse.Options{
+		Addr:             cfg.Addr,
+		Auth:             clickhouse.Auth{Database: cfg.Database, Username: cfg.Username, Password: cfg.Password},
+		DialTimeout:      cfg.DialTimeout,
+		MaxOpenConns:     cfg.MaxOpenConns,
+		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		ConnMaxLifetime:  time.Hour,
+		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
+	}
+	if cfg.TLS {
+		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("opening clickhouse: %w", err)
+	}
+	return &Client{conn: conn, cfg: cfg}, nil
+}
+
+// Close closes the connections.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Exec implements Conn.
+func (c *Client) Exec(ctx context.Context, q string) error { return classify(c.conn.Exec(ctx, q)) }
+
+// QueryStrings implements Conn; queries must select String columns.
+func (c *Client) QueryStrings(ctx context.Context, q string) ([][]string, error) {
+	rows, err := c.conn.Query(ctx, q)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out [][]string
+	n := len(rows.Columns())
+	for rows.Next() {
+		vals := make([]string, n)
+		ptrs := make([]any, n)
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, classify(err)
+		}
+		out = append(out, vals)
+	}
+	return out, classify(rows.Err())
+}
+
+// Insert implements Inserter: one columnar batch, deduplicated by token in
+// the table and in the dependent materialized views.
+func (c *Client) Insert(ctx context.Context, cols *Columns, token string) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+		"insert_deduplicate":                                 1,
+		"insert_deduplication_token":                         token,
+		"deduplicate_blocks_in_dependent_materialized_views": 1,
+	}))
+	b, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+".events ("+strings.Join(ColumnNames, ", ")+")")
+	if err != nil {
+		return classify(err)
+	}
+	for i, v := range cols.Values() {
+		if err := b.Column(i).Append(v); err != nil {
+			b.Abort()
+			return &PermanentError{Err: fmt.Errorf("column %s: %w", ColumnNames[i], err)}
+		}
+	}
+	return classify(b.Send())
+}
+
+// Send implements the pipeline's AlertSink: every alert record into the
+// alerts table.
+func (c *Client) Send(ctx context.Context, alerts []alerting.Alert) error {
+	b, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+".alerts")
+	if err != nil {
+		return classify(err)
+	}
+	for _, a := range alerts {
+		var ends *time.Time
+		if a.EndsAt != nil {
+			ends = a.EndsAt
+		}
+		if err := b.Append(a.ID, a.State, a.Kind.String(), a.Cause, a.ScopeType, a.ScopeID, a.StartsAt, a.DetectedAt, ends,
+			uint64(a.Attempts), uint64(a.Failures), a.Rate, a.BaselineRate, uint32(a.Affected), a.Summary, a.Remedy, a.Labels); err != nil {
+			b.Abort()
+			return &PermanentError{Err: fmt.Errorf("alert row: %w", err)}
+		}
+	}
+	return classify(b.Send())
+}
+
+// Ping checks the server answers and the schema is at this binary's
+// version (readiness).
+func (c *Client) Ping(ctx context.Context) error {
+	if err := c.conn.Ping(ctx); err != nil {
+		return classify(err)
+	}
+	v, err := Version(ctx, c, c.cfg.SchemaConfig)
+	if err != nil {
+		return err
+	}
+	if v < Latest() {
+		return fmt.Errorf("schema at version %d, this build needs %d: run declinemon migrate", v, Latest())
+	}
+	return nil
+}
+
+// permanentCodes are ClickHouse exception codes no retry can fix.
+var permanentCodes = map[int32]bool{
+	6: true, 16: true, 27: true, 36: true, 41: true, 44: true, 47: true, 53: true, 60: true, 62: true,
+	81: true, 117: true, 192: true, 193: true, 194: true, 497: true, 516: true,
+}
+
+func classify(err error) error {
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && permanentCodes[ex.Code] {
+		return &PermanentError{Err: err}
+	}
+	return err
+}

@@ -1,0 +1,120 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/declinemon/declinemon/event"
+	"sync/atomic"
+	"time"
+)
+
+// Inserter sends one events batch with its deduplication token: the wire.
+// The clickhouse-go implementation is Client; tests use chdb and fakes.
+type Inserter interface {
+	Insert(ctx context.Context, cols *Columns, token string) error
+}
+
+// PermanentError marks a failure that retrying cannot fix (schema
+// mismatch, unknown table, authentication): it needs an operator.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent storage error: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// WriterConfig tunes retries. Batching by size and time is the runner's
+// (kafka.batch_size, kafka.flush_interval): one Write per flush.
+type WriterConfig struct {
+	Attempts   int           `yaml:"attempts"`    // per batch before giving the error to the runner, default 5
+	Backoff    time.Duration `yaml:"backoff"`     // first retry delay, default 200ms
+	MaxBackoff time.Duration `yaml:"max_backoff"` // default 5s
+}
+
+// WriterStats count the writer's work.
+type WriterStats struct {
+	Batches, Rows, Retries, Failures, Permanent atomic.Uint64
+}
+
+// Writer is the pipeline's Store for ClickHouse: it turns a batch into
+// columns, inserts it with a deduplication token, and retries transient
+// failures with backoff. Write returns nil only once ClickHouse has
+// acknowledged the batch; until then the runner neither commits offsets
+// nor fetches more (backpressure, memory bounded by one batch).
+type Writer struct {
+	ins   Inserter
+	cfg   WriterConfig
+	cols  Columns
+	stats WriterStats
+	sleep func(context.Context, time.Duration) error
+}
+
+// NewWriter returns a writer over ins.
+func NewWriter(ins Inserter, cfg WriterConfig) *Writer {
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 5
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	return &Writer{ins: ins, cfg: cfg, sleep: sleepCtx}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Ping reports storage readiness when the wire can tell (Client can).
+func (w *Writer) Ping(ctx context.Context) error {
+	if p, ok := w.ins.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// Stats returns the writer's counters.
+func (w *Writer) Stats() *WriterStats { return &w.stats }
+
+// Write implements pipeline.Store.
+func (w *Writer) Write(ctx context.Context, batch []event.Classified) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	w.cols.Reset()
+	for i := range batch {
+		w.cols.Append(&batch[i])
+	}
+	token := Token(batch)
+	wait := w.cfg.Backoff
+	for attempt := 1; ; attempt++ {
+		err := w.ins.Insert(ctx, &w.cols, token)
+		if err == nil {
+			w.stats.Batches.Add(1)
+			w.stats.Rows.Add(uint64(len(batch)))
+			return nil
+		}
+		var perm *PermanentError
+		if errors.As(err, &perm) {
+			w.stats.Permanent.Add(1)
+			return err
+		}
+		if attempt >= w.cfg.Attempts {
+			w.stats.Failures.Add(1)
+			return fmt.Errorf("inserting %d events after %d attempts: %w", len(batch), attempt, err)
+		}
+		w.stats.Retries.Add(1)
+		if err := w.sleep(ctx, wait); err != nil {
+			return fmt.Errorf("inserting %d events: %w", len(batch), err)
+		}
+		wait = min(2*wait, w.cfg.MaxBackoff)
+	}
+}

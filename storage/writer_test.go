@@ -1,0 +1,173 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+)
+
+// fakeInserter is the hand-written fake of the wire: it records batches
+// and fails as told.
+type fakeInserter struct {
+	fail    []error // returned in order before succeeding
+	batches []fakeBatch
+	calls   int
+}
+
+type fakeBatch struct {
+	rows   int
+	token  string
+	ids    []string
+	causes []string
+}
+
+func (f *fakeInserter) Insert(_ context.Context, c *Columns, token string) error {
+	f.calls++
+	if len(f.fail) > 0 {
+		err := f.fail[0]
+		f.fail = f.fail[1:]
+		return err
+	}
+	f.batches = append(f.batches, fakeBatch{rows: c.Len(), token: token, ids: append([]string(nil), c.EventID...), causes: append([]string(nil), c.Cause...)})
+	return nil
+}
+
+func accepted(n, offset int) []event.Classified {
+	out := make([]event.Classified, n)
+	for i := range out {
+		out[i] = event.Classified{
+			Event: event.Event{ID: fmt.Sprintf("e%d", offset+i), Time: time.Date(2026, 11, 27, 10, 0, i, 0, time.UTC),
+				Terminal: "T1", Merchant: "M1", Scheme: event.SchemeCUP, ResponseCode: "00", AmountMinor: -1, LatencyMS: -1, BatteryPct: -1},
+			Topic: "pos.events", Partition: i % 2, Offset: int64(offset + i),
+		}
+		if i%3 == 0 {
+			out[i].Cause = event.CauseNetwork
+			out[i].Event.TerminalError = "COMM_TIMEOUT"
+		}
+	}
+	return out
+}
+
+func noSleep(context.Context, time.Duration) error { return nil }
+
+func TestWriterBatchesColumns(t *testing.T) {
+	f := &fakeInserter{}
+	w := NewWriter(f, WriterConfig{})
+	if err := w.Write(context.Background(), accepted(5, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(context.Background(), accepted(3, 105)); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.batches) != 2 || f.batches[0].rows != 5 || f.batches[1].rows != 3 || f.batches[1].ids[0] != "e105" {
+		t.Fatalf("batches %+v", f.batches)
+	}
+	if f.batches[0].causes[0] != "network" || f.batches[0].causes[1] != "approved" {
+		t.Errorf("causes %v", f.batches[0].causes)
+	}
+	if f.batches[0].token == f.batches[1].token {
+		t.Error("different offset ranges share a dedup token")
+	}
+	if Token(accepted(5, 100)) != f.batches[0].token {
+		t.Error("token is not a function of the batch's offsets")
+	}
+	if w.Stats().Rows.Load() != 8 || w.Stats().Batches.Load() != 2 {
+		t.Errorf("stats %d rows %d batches", w.Stats().Rows.Load(), w.Stats().Batches.Load())
+	}
+}
+
+func TestWriterRetriesTransientWithTheSameToken(t *testing.T) {
+	f := &fakeInserter{fail: []error{errors.New("connection reset"), errors.New("timeout")}}
+	w := NewWriter(f, WriterConfig{})
+	w.sleep = noSleep
+	if err := w.Write(context.Background(), accepted(4, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if f.calls != 3 || len(f.batches) != 1 || w.Stats().Retries.Load() != 2 {
+		t.Fatalf("calls %d, batches %d, retries %d", f.calls, len(f.batches), w.Stats().Retries.Load())
+	}
+	if f.batches[0].token != Token(accepted(4, 0)) {
+		t.Error("retry changed the dedup token")
+	}
+}
+
+func TestWriterSurfacesPermanentErrorsAtOnce(t *testing.T) {
+	f := &fakeInserter{fail: []error{&PermanentError{Err: errors.New("code 16: no such column card_bin")}}}
+	w := NewWriter(f, WriterConfig{})
+	w.sleep = noSleep
+	err := w.Write(context.Background(), accepted(2, 0))
+	var perm *PermanentError
+	if !errors.As(err, &perm) || f.calls != 1 || w.Stats().Permanent.Load() != 1 {
+		t.Fatalf("err %v, calls %d", err, f.calls)
+	}
+}
+
+func TestWriterGivesUpAfterAttemptsAndHonoursCancel(t *testing.T) {
+	down := errors.New("dial tcp: connection refused")
+	f := &fakeInserter{fail: []error{down, down, down, down, down, down}}
+	w := NewWriter(f, WriterConfig{Attempts: 3})
+	w.sleep = noSleep
+	if err := w.Write(context.Background(), accepted(2, 0)); !errors.Is(err, down) || f.calls != 3 {
+		t.Fatalf("err %v after %d calls", err, f.calls)
+	}
+	// Backpressure: while ClickHouse is down a Write blocks in backoff until
+	// the runner gives up (shutdown), never buffering more.
+	f2 := &fakeInserter{fail: []error{down, down, down}}
+	w2 := NewWriter(f2, WriterConfig{Attempts: 10, Backoff: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := w2.Write(ctx, accepted(2, 0)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v", err)
+	}
+	if time.Since(start) > time.Second {
+		t.Error("cancel not honoured during backoff")
+	}
+}
+
+func TestMigrationsParse(t *testing.T) {
+	migs, err := Migrations(SchemaConfig{Database: "x", EventsTTLDays: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(migs) < 3 || migs[0].Version != 1 || Latest() != migs[len(migs)-1].Version {
+		t.Fatalf("migrations %+v", migs)
+	}
+	for _, m := range migs {
+		for _, s := range m.Statements {
+			if s == "" || s[len(s)-1] == ';' || contains(s, "${") {
+				t.Errorf("%s: bad statement %q", m.Name, s)
+			}
+		}
+	}
+	if !contains(migs[0].Statements[0], "x.events") || !contains(migs[0].Statements[0], "INTERVAL 7 DAY") {
+		t.Errorf("placeholders not filled: %s", migs[0].Statements[0])
+	}
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// BenchmarkColumnsAppend builds 5,000-row batches (one op = one batch).
+func BenchmarkColumnsAppend(b *testing.B) {
+	batch := accepted(5000, 0)
+	var c Columns
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Reset()
+		for i := range batch {
+			c.Append(&batch[i])
+		}
+	}
+	b.ReportMetric(float64(b.N)*5000/b.Elapsed().Seconds(), "rows/s")
+}
