@@ -156,6 +156,7 @@ type Runner struct {
 	fwd      []kafka.Message
 	last     map[topicPartition]kafka.Message
 	alerts   []alerting.Alert
+	nextSink int // alert sink to resume at after a failed flush
 	pending  int
 
 	errLog    rateLimited
@@ -449,11 +450,34 @@ func (r *Runner) flushRetrying(ctx context.Context) error {
 	}
 }
 
-// flush makes the batch durable, in order, then commits. Each step clears
-// its part only once it succeeded, so a retry resumes where it failed.
+// flush delivers alerts, makes the batch durable (storage, dead letters,
+// forwards), then commits. Each step clears its part only once it
+// succeeded, so a retry resumes where it failed.
 func (r *Runner) flush(ctx context.Context) error {
 	if r.pending == 0 && len(r.alerts) == 0 {
 		return nil
+	}
+	// Alerts first: on-call hears about incidents even while storage is
+	// down. Sinks are sent in order and a retry resumes at the sink that
+	// failed, so none receives a record twice.
+	if len(r.alerts) > 0 {
+		t0 := time.Now()
+		for ; r.nextSink < len(r.sinks); r.nextSink++ {
+			if err := r.sinks[r.nextSink].Send(ctx, r.alerts); err != nil {
+				return fmt.Errorf("delivering alerts: %w", err)
+			}
+		}
+		r.nextSink = 0
+		r.obs.ObserveStage("alerts", time.Since(t0))
+		for _, a := range r.alerts {
+			st := 0
+			if a.State == alerting.StateResolved {
+				st = 1
+			}
+			r.stats.AlertsByKind[a.Kind][st].Add(1)
+		}
+		r.stats.Alerts.Add(uint64(len(r.alerts)))
+		r.alerts = r.alerts[:0]
 	}
 	if len(r.accepted) > 0 {
 		t0 := time.Now()
@@ -482,24 +506,6 @@ func (r *Runner) flush(ctx context.Context) error {
 		r.obs.ObserveStage("forward", time.Since(t0))
 		r.stats.Forwarded.Add(uint64(len(r.fwd)))
 		r.fwd = r.fwd[:0]
-	}
-	if len(r.alerts) > 0 {
-		t0 := time.Now()
-		for _, s := range r.sinks {
-			if err := s.Send(ctx, r.alerts); err != nil {
-				return fmt.Errorf("delivering alerts: %w", err)
-			}
-		}
-		r.obs.ObserveStage("alerts", time.Since(t0))
-		for _, a := range r.alerts {
-			st := 0
-			if a.State == alerting.StateResolved {
-				st = 1
-			}
-			r.stats.AlertsByKind[a.Kind][st].Add(1)
-		}
-		r.stats.Alerts.Add(uint64(len(r.alerts)))
-		r.alerts = r.alerts[:0]
 	}
 	if r.engine != nil {
 		active := r.engine.Active()
