@@ -72,10 +72,10 @@ func newTopic(t testing.TB, b *kafkatest.Broker, partitions int) string {
 // each batch but reports failure, like a write whose acknowledgement was
 // lost: the runner cannot commit it.
 type memStore struct {
-	mu      sync.Mutex
-	ids     map[string]int
-	lostAck bool
-	total   int
+	mu           sync.Mutex
+	ids          map[string]int
+	lostAckAfter int // when > 0: once this many rows are stored, stop acknowledging
+	total        int
 }
 
 func (s *memStore) Write(_ context.Context, batch []event.Classified) error {
@@ -88,7 +88,7 @@ func (s *memStore) Write(_ context.Context, batch []event.Classified) error {
 		s.ids[batch[i].Event.ID]++
 	}
 	s.total += len(batch)
-	if s.lostAck {
+	if s.lostAckAfter > 0 && s.total >= s.lostAckAfter {
 		return fmt.Errorf("storage acknowledgement lost")
 	}
 	return nil
@@ -311,12 +311,8 @@ func TestRunRestartLosesNothing(t *testing.T) {
 	cfg := runConfig(b, topic, "g-"+topic)
 	cfg.Kafka.ShutdownTimeout = time.Second
 
-	first := &memStore{}
+	first := &memStore{lostAckAfter: n / 4}
 	r1, stop1 := startRunner(t, cfg, first)
-	waitFor(t, "first instance to store some", 60*time.Second, func() bool { _, tot := first.snapshot(); return tot >= n/4 })
-	first.mu.Lock()
-	first.lostAck = true
-	first.mu.Unlock()
 	waitFor(t, "a batch stored but not acknowledged", 30*time.Second, func() bool {
 		return r1.Stats().FlushRetries.Load() > 0
 	})
@@ -364,24 +360,30 @@ func TestRunTwoConsumersSplitAndTakeOver(t *testing.T) {
 	sa, sb := &memStore{}, &memStore{}
 	ra, stopA := startRunner(t, cfg, sa)
 	rb, stopB := startRunner(t, cfg, sb)
-	time.Sleep(3 * time.Second) // both join the group
+	// Produce in rounds until both members have received partitions (the
+	// group rebalances as the second one joins).
 	const n = 2000
-	produce(t, b, topic, 0, n, nil)
-	waitFor(t, "both to process", 60*time.Second, func() bool {
-		return ra.Stats().Committed.Load()+rb.Stats().Committed.Load() >= n
-	})
-	_, ta := sa.snapshot()
-	_, tb := sb.snapshot()
+	produced := 0
+	var ta, tb int
+	for round := 0; round < 10 && (ta == 0 || tb == 0); round++ {
+		produce(t, b, topic, produced, n, nil)
+		produced += n
+		waitFor(t, "both to process", 60*time.Second, func() bool {
+			return ra.Stats().Committed.Load()+rb.Stats().Committed.Load() >= uint64(produced)
+		})
+		_, ta = sa.snapshot()
+		_, tb = sb.snapshot()
+	}
 	if ta == 0 || tb == 0 {
 		t.Fatalf("partitions not split: A stored %d, B stored %d", ta, tb)
 	}
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	produce(t, b, topic, n, n, nil)
+	produce(t, b, topic, produced, n, nil)
 	waitFor(t, "A to take over B's partitions", 60*time.Second, func() bool {
 		ids, _ := sa.snapshot()
-		for i := n; i < 2*n; i++ {
+		for i := produced; i < produced+n; i++ {
 			if ids[fmt.Sprintf("g-%d", i)] == 0 {
 				return false
 			}
