@@ -1,5 +1,5 @@
 # declinemon — the two commands a new machine needs:
-#   make demo   generate a day of POS traffic with incidents and replay it
+#   make demo   the live pipeline with everything in-process (Kafka broker, loadgen, detection, /alerts)
 #   make test   everything CI checks (starts its own Kafka broker from Maven jars)
 GO      ?= go
 OUT     ?= $(CURDIR)/.demo
@@ -15,7 +15,7 @@ CHDB_LIB_PATH ?= $(CHDB_DIR)/package/libchdb.so
 export CHDB_LIB_PATH
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test lint unit race fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
+.PHONY: replay-demo test lint unit race fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
 
 test: lint kafka-jars tools check-deploy unit storage-chdb race fuzz
 
@@ -71,6 +71,9 @@ build:
 	$(GO) build -o bin/ ./cmd/...
 
 demo: build
+	./bin/declinemon demo
+
+replay-demo: build
 	mkdir -p $(OUT)
 	./bin/loadgen generate --scenario busy-mixed-day --out $(OUT)/events.jsonl.gz --truth $(OUT)/truth.json --bad-ratio 0.001
 	./bin/declinemon replay --input $(OUT)/events.jsonl.gz --alerts-out $(OUT)/alerts.jsonl

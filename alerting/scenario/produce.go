@@ -65,3 +65,9 @@ func (p *Producer) Close(ctx context.Context) error {
 	}
 	return p.err
 }
+
+// Flush writes what is queued now.
+func (p *Producer) Flush(ctx context.Context) error {
+	p.flush(ctx)
+	return p.err
+}

@@ -52,3 +52,17 @@ func Suite() []Scenario {
 			}},
 	}
 }
+
+// Demo is the scenario `declinemon demo` plays: a 3-hour morning of a
+// 3,000-terminal fleet with an incident every half hour or so.
+func Demo() Scenario {
+	return Scenario{Name: "demo", Fleet: Fleet{Seed: 2026, Terminals: 3000, Regions: 8, IDPrefix: "DEMO", RegionBase: 310000, AttemptsPerTerminalHour: 25},
+		Start: time.Date(2026, 11, 27, 9, 30, 0, 0, time.FixedZone("+08:00", 8*3600)), Duration: at(3, 0),
+		Incidents: []Incident{
+			{Type: "region_outage", At: mins(20), For: mins(15)},
+			{Type: "failing_terminal", At: mins(30), For: at(2, 0)},
+			{Type: "issuer_outage", At: mins(70), For: mins(20)},
+			{Type: "carrier_outage", At: mins(110), For: mins(15)},
+			{Type: "fraud_attack", At: mins(140), For: mins(30)},
+		}}
+}

@@ -28,6 +28,7 @@ import (
 const usage = `declinemon: streaming monitor for card-payment declines at POS terminals
 
 usage:
+  declinemon demo   [--speed 60] [--config FILE]   everything in-process: Kafka, loadgen, detection, /alerts
   declinemon migrate --config FILE   apply the ClickHouse schema (also done by run)
   declinemon run    --config FILE [--rules FILE] [--alerts-out FILE] [--log-format json|console] [--log-level LEVEL]
   declinemon replay --input FILE|- [--alerts-out FILE] [--config FILE] [--rules FILE] [--top N]
@@ -51,6 +52,8 @@ func run(args []string, stderr io.Writer) int {
 		return runCmd(ctx, args[1:], stderr)
 	case "migrate":
 		return migrateCmd(ctx, args[1:], stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], os.Stdout, stderr)
 	case "replay":
 		log := newLogger(stderr, "console", zapcore.InfoLevel)
 		defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
@@ -139,25 +142,10 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics, err := pipeline.NewMetrics(reg, r.Stats(), notifiers.Stats)
+	srv, err := serveHTTP(cfg.HTTP, r, notifiers, log)
 	if err != nil {
-		log.Error("registering metrics", zap.Error(err))
+		log.Error("http", zap.Error(err))
 		return 1
-	}
-	r.SetObserver(metrics)
-	var srv *http.Server
-	if addr := cfg.HTTP.Addr(); addr != "" {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			log.Error("listening for http", zap.String("addr", addr), zap.Error(err))
-			return 1
-		}
-		srv = &http.Server{Handler: pipeline.NewHandler(cfg.HTTP, pipeline.Endpoints{Gatherer: reg, Ready: r.Ready, Active: r.ActiveAlerts}),
-			ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		log.Info("serving /metrics /healthz /readyz /alerts", zap.String("addr", ln.Addr().String()))
 	}
 	runErr := r.Run(ctx)
 	// Reverse order: the runner has flushed and committed; deliver queued
@@ -172,6 +160,84 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("run failed", zap.Error(runErr))
 		return 1
 	}
+	return 0
+}
+
+// serveHTTP registers the runner's metrics and serves the operational
+// endpoints; nil server when disabled.
+func serveHTTP(cfg pipeline.HTTPConfig, r *pipeline.Runner, notifiers *pipeline.Notifiers, log *zap.Logger) (*http.Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := pipeline.NewMetrics(reg, r.Stats(), notifiers.Stats)
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	r.SetObserver(metrics)
+	addr := cfg.Addr()
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: pipeline.NewHandler(cfg, pipeline.Endpoints{Gatherer: reg, Ready: r.Ready, Active: r.ActiveAlerts}),
+		ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("serving /metrics /healthz /readyz /alerts", zap.String("addr", ln.Addr().String()))
+	return srv, nil
+}
+
+func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	speed := fs.Float64("speed", 60, "event time runs this many times faster than the clock (0: as fast as possible)")
+	cfgPath := fs.String("config", "", "optional YAML configuration (http, detection, alertmanager, webhooks)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := newLogger(stderr, "console", zapcore.WarnLevel)
+	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
+	cfg, err := pipeline.LoadConfig(*cfgPath)
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	notifiers, err := cfg.Notifiers(log)
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	var srv *http.Server
+	var srvErr error
+	fmt.Fprintln(stdout, "declinemon demo: no ClickHouse in the demo, so events are not stored (alerts, /alerts and /metrics work)")
+	res, err := pipeline.Demo(ctx, pipeline.DemoOptions{Speed: *speed, Config: cfg, Log: log, Out: stdout, Runner: func(r *pipeline.Runner) {
+		srv, srvErr = serveHTTP(cfg.HTTP, r, notifiers, log)
+		if srv != nil {
+			fmt.Fprintf(stdout, "look at http://%s/alerts (firing alerts) and http://%s/metrics\n", cfg.HTTP.Addr(), cfg.HTTP.Addr())
+		}
+	}})
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	notifiers.Close(sctx)
+	if srv != nil {
+		srv.Shutdown(sctx)
+	}
+	if srvErr != nil {
+		log.Error("http", zap.Error(srvErr))
+		return 1
+	}
+	if err != nil {
+		log.Error("demo failed", zap.Error(err))
+		return 1
+	}
+	firing := 0
+	for _, a := range res.Alerts {
+		if a.State == "firing" {
+			firing++
+		}
+	}
+	fmt.Fprintf(stdout, "declinemon demo: %d incidents injected, %d alerts fired\n", len(res.Truth.Incidents), firing)
 	return 0
 }
 

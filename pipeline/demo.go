@@ -1,0 +1,153 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.uber.org/zap"
+
+	"github.com/declinemon/declinemon/alerting"
+	"github.com/declinemon/declinemon/alerting/scenario"
+	"github.com/declinemon/declinemon/event"
+)
+
+// DemoOptions configure `declinemon demo`.
+type DemoOptions struct {
+	// Speed replays event time this many times faster than real time
+	// (0: as fast as possible).
+	Speed float64
+	// Config is the base configuration (HTTP, detection, notifiers); its
+	// kafka section is replaced by the in-process broker.
+	Config Config
+	Log    *zap.Logger
+	Out    io.Writer // the banner and alerts, for people
+	// Runner is called with the runner before it starts (metrics, HTTP).
+	Runner func(*Runner)
+}
+
+// DemoResult is what the demo raised against what it injected.
+type DemoResult struct {
+	Truth  scenario.Truth
+	Alerts []alerting.Alert
+	Stats  *RunStats
+}
+
+// Demo runs the whole live pipeline with zero external services: an
+// in-process Kafka-protocol broker (kfake), the demo scenario produced into
+// it by loadgen's producer (kafka-go), and the real `run` loop consuming it
+// through a kafka-go consumer group. It returns when the scenario has been
+// consumed (or ctx ends), after a clean shutdown.
+func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
+	const topic = "pos.events"
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		return nil, fmt.Errorf("starting in-process kafka: %w", err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+
+	s := scenario.Demo()
+	truth, err := s.Generate(func(*event.Event) {})
+	if err != nil {
+		return nil, err
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	fmt.Fprintf(o.Out, "declinemon demo: in-process Kafka at %s, topic %s; %d terminals, %s of traffic from %s\n",
+		brokers[0], topic, 3000, time.Duration(s.Duration), s.Start.Format("2006-01-02 15:04 -07:00"))
+	if o.Speed > 0 {
+		fmt.Fprintf(o.Out, "event time runs %.0fx faster than the clock: the first incident starts after ~%s\n", o.Speed,
+			(time.Duration(s.Incidents[0].At) / time.Duration(o.Speed)).Round(time.Second))
+	}
+	fmt.Fprintln(o.Out, "incidents to expect:")
+	for _, inc := range truth.Incidents {
+		fmt.Fprintf(o.Out, "  %s UTC  %s %s=%s\n", inc.Start.UTC().Format("15:04"), inc.Kind, inc.ScopeType, inc.ScopeID)
+	}
+
+	cfg := o.Config
+	cfg.Kafka = KafkaConfig{Brokers: brokers, Topics: []string{topic}, GroupID: "declinemon-demo", DLQTopic: "declinemon.dlq",
+		BatchSize: 2000, FlushInterval: 250 * time.Millisecond, MaxWait: 50 * time.Millisecond}
+	var alerts []alerting.Alert
+	collect := alertFunc(func(a []alerting.Alert) { alerts = append(alerts, a...) })
+	console := alertFunc(func(as []alerting.Alert) {
+		for _, a := range as {
+			if a.State == alerting.StateResolved && a.EndsAt != nil {
+				fmt.Fprintf(o.Out, "RESOLVED %s %s=%s at %s UTC (event time)\n", a.Kind, a.ScopeType, a.ScopeID, a.EndsAt.Format("15:04:05"))
+				continue
+			}
+			fmt.Fprintf(o.Out, "ALERT    %s %s=%s at %s UTC (event time)\n    %s\n    -> %s\n", a.Kind, a.ScopeType, a.ScopeID,
+				a.DetectedAt.Format("15:04:05"), a.Summary, a.Remedy)
+		}
+	})
+	r, err := NewRunner(RunOptions{Config: cfg, Alerts: []AlertSink{collect, console}, Log: o.Log})
+	if err != nil {
+		return nil, err
+	}
+	if o.Runner != nil {
+		o.Runner(r)
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+
+	p := scenario.NewProducer(brokers, topic, 500)
+	wallStart := time.Now()
+	lastFlush := wallStart
+	_, err = s.Generate(func(ev *event.Event) {
+		if rctx.Err() != nil || p.Err() != nil {
+			return
+		}
+		if o.Speed > 0 {
+			due := wallStart.Add(time.Duration(float64(ev.Time.Sub(s.Start)) / o.Speed))
+			if d := time.Until(due); d > 0 {
+				p.Flush(rctx)
+				select {
+				case <-rctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
+		}
+		p.Add(rctx, ev.Terminal, event.AppendJSON(nil, ev))
+		if time.Since(lastFlush) > 200*time.Millisecond {
+			p.Flush(rctx)
+			lastFlush = time.Now()
+		}
+	})
+	if err == nil {
+		err = p.Close(rctx)
+	}
+	if err != nil && ctx.Err() == nil {
+		stop()
+		<-done
+		return nil, fmt.Errorf("producing the scenario: %w", err)
+	}
+	// Wait for the consumer to catch up, then stop cleanly.
+	for ctx.Err() == nil && r.Stats().Committed.Load() < uint64(truth.Events) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	stop()
+	if err := <-done; err != nil {
+		return nil, err
+	}
+	if e := r.Engine(); e != nil {
+		e.Flush()
+	}
+	fmt.Fprintf(o.Out, "declinemon demo: consumed %d events, raised %d alert records\n", r.Stats().Messages.Load(), len(alerts))
+	return &DemoResult{Truth: truth, Alerts: alerts, Stats: r.Stats()}, nil
+}
+
+type alertFunc func([]alerting.Alert)
+
+func (f alertFunc) Send(_ context.Context, a []alerting.Alert) error {
+	f(a)
+	return nil
+}
