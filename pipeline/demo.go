@@ -96,33 +96,7 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 	go func() { done <- r.Run(rctx) }()
 
 	p := scenario.NewProducer(brokers, topic, 500)
-	wallStart := time.Now()
-	lastFlush := wallStart
-	_, err = s.Generate(func(ev *event.Event) {
-		if rctx.Err() != nil || p.Err() != nil {
-			return
-		}
-		if o.Speed > 0 {
-			due := wallStart.Add(time.Duration(float64(ev.Time.Sub(s.Start)) / o.Speed))
-			if d := time.Until(due); d > 0 {
-				p.Flush(rctx)
-				select {
-				case <-rctx.Done():
-					return
-				case <-time.After(d):
-				}
-			}
-		}
-		p.Add(rctx, ev.Terminal, event.AppendJSON(nil, ev))
-		if time.Since(lastFlush) > 200*time.Millisecond {
-			p.Flush(rctx)
-			lastFlush = time.Now()
-		}
-	})
-	if err == nil {
-		err = p.Close(rctx)
-	}
-	if err != nil && ctx.Err() == nil {
+	if _, err := s.Play(rctx, p, o.Speed); err != nil && ctx.Err() == nil {
 		stop()
 		<-done
 		return nil, fmt.Errorf("producing the scenario: %w", err)

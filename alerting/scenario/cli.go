@@ -263,6 +263,7 @@ func produceCmd(args []string, stderr io.Writer) error {
 	topic := fs.String("topic", "pos.events", "topic to produce event-v1 messages to")
 	fs.Float64Var(&g.badRatio, "bad-ratio", 0, "share of extra invalid lines (garbage, truncated, wrong types, card data)")
 	batch := fs.Int("batch", 5000, "messages per produce request batch")
+	speed := fs.Float64("speed", 0, "pace event time this many times faster than the clock (0: as fast as possible)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -273,24 +274,35 @@ func produceCmd(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	p := NewProducer(strings.Split(*brokers, ","), *topic, *batch)
-	rng := rand.New(rand.NewPCG(s.Fleet.Seed, 0xbad))
 	start := time.Now()
+	var truth Truth
+	if g.badRatio > 0 {
+		truth, err = s.playWithBad(ctx, p, g.badRatio)
+	} else {
+		truth, err = s.Play(ctx, p, *speed)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "loadgen: produced %d messages (%d events) of %s to %s in %s\n", p.Sent(), truth.Events, s.Name, *topic, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// playWithBad produces as fast as possible, adding invalid lines.
+func (s Scenario) playWithBad(ctx context.Context, p *Producer, ratio float64) (Truth, error) {
+	rng := rand.New(rand.NewPCG(s.Fleet.Seed, 0xbad))
 	truth, err := s.Generate(func(ev *event.Event) {
 		if p.Err() != nil || ctx.Err() != nil {
 			return
 		}
 		msg := event.AppendJSON(nil, ev)
 		p.Add(ctx, ev.Terminal, msg)
-		if g.badRatio > 0 && rng.Float64() < g.badRatio {
+		if rng.Float64() < ratio {
 			p.Add(ctx, ev.Terminal, []byte(badLine(rng, msg)))
 		}
 	})
 	if err != nil {
-		return err
+		return truth, err
 	}
-	if err := p.Close(ctx); err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "loadgen: produced %d messages (%d events) of %s to %s in %s\n", p.Sent(), truth.Events, s.Name, *topic, time.Since(start).Round(time.Millisecond))
-	return nil
+	return truth, p.Close(ctx)
 }

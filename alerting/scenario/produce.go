@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/declinemon/declinemon/event"
 )
 
 // Producer writes event-v1 messages to a topic, keyed by terminal id (so a
@@ -70,4 +72,39 @@ func (p *Producer) Close(ctx context.Context) error {
 func (p *Producer) Flush(ctx context.Context) error {
 	p.flush(ctx)
 	return p.err
+}
+
+// Play produces the scenario to p, paced so that event time runs speed
+// times faster than the clock (0: as fast as possible), and closes p.
+func (s Scenario) Play(ctx context.Context, p *Producer, speed float64) (Truth, error) {
+	wallStart := time.Now()
+	lastFlush := wallStart
+	truth, err := s.Generate(func(ev *event.Event) {
+		if ctx.Err() != nil || p.Err() != nil {
+			return
+		}
+		if speed > 0 {
+			due := wallStart.Add(time.Duration(float64(ev.Time.Sub(s.Start)) / speed))
+			if d := time.Until(due); d > 0 {
+				p.Flush(ctx)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(d):
+				}
+			}
+		}
+		p.Add(ctx, ev.Terminal, event.AppendJSON(nil, ev))
+		if time.Since(lastFlush) > 200*time.Millisecond {
+			p.Flush(ctx)
+			lastFlush = time.Now()
+		}
+	})
+	if err != nil {
+		return truth, err
+	}
+	if err := p.Close(ctx); err != nil {
+		return truth, err
+	}
+	return truth, ctx.Err()
 }

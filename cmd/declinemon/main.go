@@ -28,6 +28,7 @@ import (
 const usage = `declinemon: streaming monitor for card-payment declines at POS terminals
 
 usage:
+  declinemon health [--url URL]   exit 0 when the service answers (container healthchecks)
   declinemon demo   [--speed 60] [--config FILE]   everything in-process: Kafka, loadgen, detection, /alerts
   declinemon migrate --config FILE   apply the ClickHouse schema (also done by run)
   declinemon run    --config FILE [--rules FILE] [--alerts-out FILE] [--log-format json|console] [--log-level LEVEL]
@@ -54,6 +55,8 @@ func run(args []string, stderr io.Writer) int {
 		return migrateCmd(ctx, args[1:], stderr)
 	case "demo":
 		return demoCmd(ctx, args[1:], os.Stdout, stderr)
+	case "health":
+		return healthCmd(ctx, args[1:], stderr)
 	case "replay":
 		log := newLogger(stderr, "console", zapcore.InfoLevel)
 		defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
@@ -238,6 +241,35 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stdout, "declinemon demo: %d incidents injected, %d alerts fired\n", len(res.Truth.Incidents), firing)
+	return 0
+}
+
+// healthCmd is the container healthcheck: the distroless image has no
+// shell or curl.
+func healthCmd(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://127.0.0.1:9464/healthz", "endpoint to check")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "health:", err)
+		return 2
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "health:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "health:", resp.Status)
+		return 1
+	}
 	return 0
 }
 

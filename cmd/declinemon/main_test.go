@@ -22,6 +22,7 @@ func TestExitCodes(t *testing.T) {
 	}
 	f(2)
 	f(2, "frobnicate")
+	f(1, "health", "--url", "http://127.0.0.1:1/healthz")
 	f(2, "replay", "--bogus")
 	f(2, "replay", "--input", good, "extra")
 	f(1, "replay")
