@@ -26,7 +26,7 @@ chdb-lib:
 
 # Schema, rollups, dedup and cookbook queries on a real ClickHouse engine.
 storage-chdb: chdb-lib
-	$(GO) test -count=1 -tags chdb ./storage/...
+	$(GO) test -count=1 -tags chdb ./storage/... ./deploy/...
 
 # promtool, amtool and a real Alertmanager for the tests, from Debian.
 tools:
