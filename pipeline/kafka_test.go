@@ -365,7 +365,11 @@ func TestRunTwoConsumersSplitAndTakeOver(t *testing.T) {
 	const n = 2000
 	produced := 0
 	var ta, tb int
-	for round := 0; round < 10 && (ta == 0 || tb == 0); round++ {
+	deadline := time.Now().Add(60 * time.Second)
+	for (ta == 0 || tb == 0) && time.Now().Before(deadline) {
+		if produced > 0 {
+			time.Sleep(time.Second) // give the group time to rebalance
+		}
 		produce(t, b, topic, produced, n, nil)
 		produced += n
 		waitFor(t, "both to process", 60*time.Second, func() bool {
