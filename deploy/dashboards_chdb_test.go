@@ -8,31 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chdb-io/chdb-go/chdb"
-
+	"github.com/declinemon/declinemon/internal/chdbtest"
 	"github.com/declinemon/declinemon/storage"
 )
-
-type chdbConn struct{ s *chdb.Session }
-
-func (c chdbConn) Exec(_ context.Context, q string) error {
-	_, err := c.s.Query(q, "TSV")
-	return err
-}
-
-func (c chdbConn) QueryStrings(_ context.Context, q string) ([][]string, error) {
-	r, err := c.s.Query(q, "TSV")
-	if err != nil {
-		return nil, err
-	}
-	var out [][]string
-	for _, line := range strings.Split(strings.TrimRight(r.String(), "\n"), "\n") {
-		if line != "" {
-			out = append(out, strings.Split(line, "\t"))
-		}
-	}
-	return out, nil
-}
 
 // grafanaMacros expands the ClickHouse datasource's macros and the
 // dashboards' variables into plain SQL.
@@ -48,12 +26,7 @@ func grafanaMacros(sql string) string {
 // variable query of every dashboard against the migrated schema on the
 // ClickHouse 26.7 engine.
 func TestDashboardQueriesRunOnTheSchema(t *testing.T) {
-	s, err := chdb.NewSession(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c := chdbConn{s}
+	c := chdbtest.New(t)
 	if _, err := storage.Migrate(context.Background(), c, storage.SchemaConfig{}); err != nil {
 		t.Fatal(err)
 	}

@@ -4,11 +4,10 @@
 // real ClickHouse engine (26.7) in-process: chdb's libchdb.so, driven by
 // chdb-go. Run with: CHDB_LIB_PATH=/path/libchdb.so go test -tags chdb ./storage
 // (make test fetches the library and does this).
-package storage
+package storage_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"reflect"
@@ -18,87 +17,31 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chdb-io/chdb-go/chdb"
-
 	schema "github.com/declinemon/declinemon/deploy/clickhouse"
 	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/internal/chdbtest"
+	"github.com/declinemon/declinemon/storage"
 )
 
-// chdbConn adapts a chdb session to Conn and Inserter.
-type chdbConn struct{ s *chdb.Session }
-
-func (c chdbConn) Exec(_ context.Context, q string) error {
-	_, err := c.s.Query(q, "TSV")
-	return err
-}
-
-func (c chdbConn) QueryStrings(_ context.Context, q string) ([][]string, error) {
-	r, err := c.s.Query(q, "TSV")
-	if err != nil {
-		return nil, err
-	}
-	var out [][]string
-	for _, line := range strings.Split(strings.TrimRight(r.String(), "\n"), "\n") {
-		if line != "" {
-			out = append(out, strings.Split(line, "\t"))
-		}
-	}
-	return out, nil
-}
-
-// Insert sends the same columns the clickhouse-go layer would, as
-// JSONEachRow, with the same deduplication settings.
-func (c chdbConn) Insert(_ context.Context, cols *Columns, token string) error {
-	var b strings.Builder
-	fmt.Fprintf(&b, "INSERT INTO declinemon.events (%s) SETTINGS insert_deduplicate = 1, insert_deduplication_token = '%s', deduplicate_blocks_in_dependent_materialized_views = 1 FORMAT JSONEachRow\n",
-		strings.Join(ColumnNames, ", "), token)
-	vals := cols.Values()
-	for i := 0; i < cols.Len(); i++ {
-		row := make(map[string]any, len(ColumnNames))
-		for j, name := range ColumnNames {
-			v := reflect.ValueOf(vals[j]).Index(i).Interface()
-			if t, ok := v.(time.Time); ok {
-				v = t.UTC().Format("2006-01-02 15:04:05.000")
-			}
-			row[name] = v
-		}
-		line, _ := json.Marshal(row)
-		b.Write(line)
-		b.WriteByte('\n')
-	}
-	_, err := c.s.Query(b.String(), "TSV")
-	return err
-}
-
-func newSession(t *testing.T) chdbConn {
-	t.Helper()
-	s, err := chdb.NewSession(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return chdbConn{s}
-}
-
 func TestMigrateOnChdb(t *testing.T) {
-	c := newSession(t)
+	c := chdbtest.New(t)
 	ctx := context.Background()
-	applied, err := Migrate(ctx, c, SchemaConfig{})
+	applied, err := storage.Migrate(ctx, c, storage.SchemaConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(applied) != Latest() {
+	if len(applied) != storage.Latest() {
 		t.Fatalf("applied %v on a fresh database", applied)
 	}
-	again, err := Migrate(ctx, c, SchemaConfig{})
+	again, err := storage.Migrate(ctx, c, storage.SchemaConfig{})
 	if err != nil || len(again) != 0 {
 		t.Fatalf("re-run applied %v, %v", again, err)
 	}
-	if v, err := Version(ctx, c, SchemaConfig{}); err != nil || v != Latest() {
+	if v, err := storage.Version(ctx, c, storage.SchemaConfig{}); err != nil || v != storage.Latest() {
 		t.Fatalf("version %d, %v", v, err)
 	}
 	rows, _ := c.QueryStrings(ctx, "SELECT toString(count()) FROM declinemon.schema_migrations")
-	if rows[0][0] != strconv.Itoa(Latest()) {
+	if rows[0][0] != strconv.Itoa(storage.Latest()) {
 		t.Errorf("schema_migrations has %s rows", rows[0][0])
 	}
 }
@@ -107,9 +50,9 @@ func TestMigrateOnChdb(t *testing.T) {
 // table: every inserted column exists with a type its Go slice can fill,
 // and every column without a default is inserted.
 func TestColumnTypesMatchSchema(t *testing.T) {
-	c := newSession(t)
+	c := chdbtest.New(t)
 	ctx := context.Background()
-	if _, err := Migrate(ctx, c, SchemaConfig{}); err != nil {
+	if _, err := storage.Migrate(ctx, c, storage.SchemaConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := c.QueryStrings(ctx, "DESCRIBE TABLE declinemon.events")
@@ -132,10 +75,10 @@ func TestColumnTypesMatchSchema(t *testing.T) {
 		"[]int8":      {"Int8"},
 		"[]uint16":    {"UInt16"},
 	}
-	var cols Columns
+	var cols storage.Columns
 	inserted := map[string]bool{}
 	for i, v := range cols.Values() {
-		name := ColumnNames[i]
+		name := storage.ColumnNames[i]
 		inserted[name] = true
 		goType := reflect.TypeOf(v).String()
 		chType, ok := types[name]
@@ -206,14 +149,14 @@ func stream(now time.Time) []event.Classified {
 }
 
 func TestRollupsAndCookbookOnChdb(t *testing.T) {
-	c := newSession(t)
+	c := chdbtest.New(t)
 	ctx := context.Background()
-	if _, err := Migrate(ctx, c, SchemaConfig{}); err != nil {
+	if _, err := storage.Migrate(ctx, c, storage.SchemaConfig{}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
 	events := stream(now)
-	w := NewWriter(c, WriterConfig{})
+	w := storage.NewWriter(c, storage.WriterConfig{})
 	const size = 200
 	for i := 0; i < len(events); i += size {
 		if err := w.Write(ctx, events[i:min(i+size, len(events))]); err != nil {
