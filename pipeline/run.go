@@ -159,6 +159,8 @@ type Runner struct {
 	nextSink int // alert sink to resume at after a failed flush
 	pending  int
 
+	topicBytes map[string][]byte
+
 	errLog    rateLimited
 	rejectLog rateLimited
 }
@@ -178,7 +180,8 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	if err := o.Config.Validate(); err != nil {
 		return nil, err
 	}
-	r := &Runner{cfg: o.Config, kc: kc, log: o.Log, store: o.Store, sinks: o.Alerts, obs: o.Observer, last: map[topicPartition]kafka.Message{}}
+	r := &Runner{cfg: o.Config, kc: kc, log: o.Log, store: o.Store, sinks: o.Alerts, obs: o.Observer,
+		last: map[topicPartition]kafka.Message{}, topicBytes: map[string][]byte{}}
 	if r.obs == nil {
 		r.obs = nopObserver{}
 	}
@@ -342,7 +345,7 @@ func (r *Runner) handle(m kafka.Message) {
 	}
 	r.accepted = append(r.accepted, event.Classified{Event: *res.Event, Cause: res.Class.Cause, Known: res.Class.Known,
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
-	topic, partition := sourceOf(&m)
+	topic, partition := r.sourceOf(&m)
 	if r.forward != nil {
 		// The detection stage orders by the original partition.
 		r.fwd = append(r.fwd, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
@@ -367,8 +370,9 @@ const (
 )
 
 // sourceOf is the partition a message was first produced to: its own, or
-// for a forwarded message the one its headers name.
-func sourceOf(m *kafka.Message) ([]byte, int) {
+// for a forwarded message the one its headers name. Topic names are cached
+// as bytes so the hot path does not allocate them per message.
+func (r *Runner) sourceOf(m *kafka.Message) ([]byte, int) {
 	var topic []byte
 	partition := -1
 	for _, h := range m.Headers {
@@ -382,7 +386,12 @@ func sourceOf(m *kafka.Message) ([]byte, int) {
 		}
 	}
 	if topic == nil || partition < 0 {
-		return []byte(m.Topic), m.Partition
+		b, ok := r.topicBytes[m.Topic]
+		if !ok {
+			b = []byte(m.Topic)
+			r.topicBytes[m.Topic] = b
+		}
+		return b, m.Partition
 	}
 	return topic, partition
 }
