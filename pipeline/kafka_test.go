@@ -287,8 +287,12 @@ func TestRunGoodOnceBadToDLQ(t *testing.T) {
 		}
 		if e.Message == "message rejected to the dead-letter topic" {
 			rejectLines++
-			if c := e.ContextMap(); c["topic"] != topic || c["offset"] == nil || c["reason"] == nil {
+			c := e.ContextMap()
+			if c["topic"] != topic || c["offset"] == nil || c["reason"] == nil {
 				t.Errorf("reject log line lacks its source: %v", c)
+			}
+			if c["reason"] == "sensitive_data" && (c["event_id"] == nil || c["terminal_id"] == nil) {
+				t.Errorf("reject of an identifiable event lacks its ids: %v", c)
 			}
 		}
 	}

@@ -49,6 +49,10 @@ type Result struct {
 	Class  classify.Result
 	Late   bool
 	Reject *ingest.DecodeError
+	// Partial holds, for a rejected message, whatever identifiers were
+	// decoded before the rejection (possibly none); valid until the next
+	// Process call. For logs only.
+	Partial *event.Event
 }
 
 // Process handles one message. Rejections are counted and returned in the
@@ -61,7 +65,7 @@ func (p *Processor) Process(msg []byte) Result {
 			de = &ingest.DecodeError{Reason: ingest.ReasonInvalidJSON, Msg: err.Error()}
 		}
 		p.counts.Rejected[de.Reason]++
-		return Result{Reject: de}
+		return Result{Reject: de, Partial: &p.ev}
 	}
 	return p.classified(&p.ev)
 }

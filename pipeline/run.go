@@ -332,9 +332,18 @@ func (r *Runner) handle(m kafka.Message) {
 		r.stats.Rejected[res.Reject.Reason].Add(1)
 		r.dead = append(r.dead, deadLetter(m, res.Reject))
 		// Where it came from and why; never the payload.
-		r.rejectLog.Warn("message rejected to the dead-letter topic", res.Reject.Reason.String(),
-			zap.Stringer("reason", res.Reject.Reason), zap.String("field", res.Reject.Field), zap.String("topic", m.Topic),
-			zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset))
+		fields := []zap.Field{zap.Stringer("reason", res.Reject.Reason), zap.String("field", res.Reject.Field),
+			zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset)}
+		if p := res.Partial; p != nil {
+			// Identifiers decoded before the rejection, masked like the
+			// dead letter in case a sender put card data in them.
+			for _, f := range [...]struct{ k, v string }{{"event_id", p.ID}, {"terminal_id", p.Terminal}, {"merchant_id", p.Merchant}} {
+				if f.v != "" {
+					fields = append(fields, zap.ByteString(f.k, ingest.Mask([]byte(f.v))))
+				}
+			}
+		}
+		r.rejectLog.Warn("message rejected to the dead-letter topic", res.Reject.Reason.String(), fields...)
 		return
 	}
 	r.stats.Accepted.Add(1)
