@@ -160,8 +160,6 @@ func (e *Engine) evalRule(r *rule, T int64) {
 		st.k = int(s.kRes)
 		st.nRes = max(st.n-int(s.k-s.kRes), st.k)
 		st.aff = int(s.aff)
-		st.start = e.onset(s, int(r.cause), max(r.cfg.MinRate/2, 2*st.p0), slotTo[s.typ]-r.nb[s.typ], slotTo[s.typ])
-		onsetAt, seenFirst := st.start, false
 		picked = append(picked, best)
 		if st.confirmed && s.incident(r.idx) == nil && e.holding(r, s, T) {
 			// Pending: leave its failures unexplained so a wider scope
@@ -175,10 +173,6 @@ func (e *Engine) evalRule(r *rule, T int64) {
 			rec := &recs[i]
 			if !e.covered[i] && rec.dims[s.typ] == s {
 				e.covered[i] = true
-				// The first failure at or after the onset bucket's start.
-				if in(rec, s.typ) && rec.ts >= onsetAt && (!seenFirst || rec.ts < st.start) {
-					st.start, seenFirst = rec.ts, true
-				}
 				if m := rec.dims[event.ScopeMerchant]; m != nil {
 					e.markExplained(m, r.cause, T)
 				}
@@ -190,8 +184,7 @@ func (e *Engine) evalRule(r *rule, T int64) {
 	for _, i := range picked {
 		s, st := cands[i], &stats[i]
 		if !st.confirmed {
-			e.chosen[i] = false // not re-confirmed: settle decides
-			continue
+			continue // not re-confirmed: settle decides
 		}
 		if st.pending {
 			if e.mostlyCovered(recs, s, from[s.typ], to[s.typ]) {
@@ -210,6 +203,16 @@ func (e *Engine) evalRule(r *rule, T int64) {
 		if s.typ == event.ScopeTerminal && e.underNetworkOutage(s) {
 			e.stats.Inhibited++
 			continue
+		}
+		// Onset: the change point over the scope's buckets, refined to the
+		// first failure at or after it.
+		onsetAt := e.onset(s, int(r.cause), max(r.cfg.MinRate/2, 2*st.p0), slotTo[s.typ]-r.nb[s.typ], slotTo[s.typ])
+		st.start = onsetAt
+		found := false
+		for i := range recs {
+			if rec := &recs[i]; rec.dims[s.typ] == s && in(rec, s.typ) && rec.ts >= onsetAt && (!found || rec.ts < st.start) {
+				st.start, found = rec.ts, true
+			}
 		}
 		ev := e.evidence(recs, r, s, from[s.typ], to[s.typ])
 		e.fire(r, r.kindFor(s.typ), s, T, st, ev)
