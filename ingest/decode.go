@@ -134,15 +134,6 @@ func (d *Decoder) decode(data []byte, ev *event.Event) *DecodeError {
 // sensitiveKeys are field names that carry card data (event-v1).
 var sensitiveKeys = [...]string{"pan", "card_number", "track1", "track2", "cvv", "cvv2", "pin", "pin_block"}
 
-func isSensitiveKey(k []byte) bool {
-	for _, s := range sensitiveKeys {
-		if string(k) == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Scheme, sensitive *string) *DecodeError {
 	s := &d.sc
 	switch string(key) {
@@ -288,8 +279,8 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 			ev.BatteryPct = int8(v)
 		}
 	default:
-		if isSensitiveKey(key) {
-			*sensitive = sensitiveName(key)
+		if name := sensitiveName(key); name != "" {
+			*sensitive = name
 		}
 		if !s.skip(0) {
 			return reject(ReasonInvalidJSON, "", "malformed value")
@@ -298,6 +289,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 	return nil
 }
 
+// sensitiveName returns the card-data field k names, or "".
 func sensitiveName(k []byte) string {
 	for _, s := range sensitiveKeys {
 		if string(k) == s {
