@@ -463,31 +463,3 @@ func (e *Engine) Watermark() time.Time {
 	}
 	return time.Unix(0, e.nextTick-e.tick).UTC()
 }
-
-// ScopeCounts returns the attempts and failures by cause of one scope over
-// its detection window ending at the watermark; ok is false for an unknown
-// scope. The model scope id is "model/firmware".
-func (e *Engine) ScopeCounts(t event.ScopeType, id string) (attempts int, failures map[event.Cause]int, ok bool) {
-	var s *scope
-	if t == event.ScopeModel {
-		for _, m := range e.models {
-			if m.id == id {
-				s = m
-			}
-		}
-	} else if t < event.NumScopeTypes {
-		s = e.scopes[t][id]
-	}
-	if s == nil {
-		return 0, nil, false
-	}
-	to := e.slot(t, e.nextTick-e.tick-1) + 1
-	n, f := s.window(to-e.nb[t], to)
-	failures = make(map[event.Cause]int)
-	for c := event.CauseHardware; c < event.NumCauses; c++ {
-		if f[c] > 0 {
-			failures[c] = f[c]
-		}
-	}
-	return n, failures, true
-}
