@@ -96,7 +96,7 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 	go func() { done <- r.Run(rctx) }()
 
 	p := scenario.NewProducer(brokers, topic, 500)
-	if _, err := s.Play(rctx, p, o.Speed); err != nil && ctx.Err() == nil {
+	if _, err := s.Play(rctx, p, o.Speed, 0); err != nil && ctx.Err() == nil {
 		stop()
 		<-done
 		return nil, fmt.Errorf("producing the scenario: %w", err)

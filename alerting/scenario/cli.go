@@ -138,17 +138,10 @@ func generateCmd(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	rng := rand.New(rand.NewPCG(s.Fleet.Seed, 0xbad))
-	var buf []byte
-	truth, err := s.Generate(func(ev *event.Event) {
-		buf = event.AppendJSON(buf[:0], ev)
-		buf = append(buf, '\n')
-		bw.Write(buf)
-		if g.badRatio > 0 && rng.Float64() < g.badRatio {
-			bw.WriteString(badLine(rng, buf[:len(buf)-1]))
-			bw.WriteByte('\n')
-		}
-	})
+	truth, err := s.Generate(s.encoder(g.badRatio, func(_ string, msg []byte) {
+		bw.Write(msg)
+		bw.WriteByte('\n')
+	}))
 	if err != nil {
 		return err
 	}
@@ -275,12 +268,7 @@ func produceCmd(args []string, stderr io.Writer) error {
 	defer stop()
 	p := NewProducer(strings.Split(*brokers, ","), *topic, *batch)
 	start := time.Now()
-	var truth Truth
-	if g.badRatio > 0 {
-		truth, err = s.playWithBad(ctx, p, g.badRatio)
-	} else {
-		truth, err = s.Play(ctx, p, *speed)
-	}
+	truth, err := s.Play(ctx, p, *speed, g.badRatio)
 	if err != nil {
 		return err
 	}
@@ -288,21 +276,17 @@ func produceCmd(args []string, stderr io.Writer) error {
 	return nil
 }
 
-// playWithBad produces as fast as possible, adding invalid lines.
-func (s Scenario) playWithBad(ctx context.Context, p *Producer, ratio float64) (Truth, error) {
+// encoder returns a Generate callback that encodes each event as event-v1
+// JSON and, with probability badRatio, follows it with an invalid message
+// derived from it. msg is reused between calls.
+func (s Scenario) encoder(badRatio float64, emit func(terminal string, msg []byte)) func(*event.Event) {
 	rng := rand.New(rand.NewPCG(s.Fleet.Seed, 0xbad))
-	truth, err := s.Generate(func(ev *event.Event) {
-		if p.Err() != nil || ctx.Err() != nil {
-			return
+	var buf []byte
+	return func(ev *event.Event) {
+		buf = event.AppendJSON(buf[:0], ev)
+		emit(ev.Terminal, buf)
+		if badRatio > 0 && rng.Float64() < badRatio {
+			emit(ev.Terminal, []byte(badLine(rng, buf)))
 		}
-		msg := event.AppendJSON(nil, ev)
-		p.Add(ctx, ev.Terminal, msg)
-		if rng.Float64() < ratio {
-			p.Add(ctx, ev.Terminal, []byte(badLine(rng, msg)))
-		}
-	})
-	if err != nil {
-		return truth, err
 	}
-	return truth, p.Close(ctx)
 }

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -75,10 +76,14 @@ func (p *Producer) Flush(ctx context.Context) error {
 }
 
 // Play produces the scenario to p, paced so that event time runs speed
-// times faster than the clock (0: as fast as possible), and closes p.
-func (s Scenario) Play(ctx context.Context, p *Producer, speed float64) (Truth, error) {
+// times faster than the clock (0: as fast as possible), with a badRatio
+// share of extra invalid messages, and closes p.
+func (s Scenario) Play(ctx context.Context, p *Producer, speed, badRatio float64) (Truth, error) {
 	wallStart := time.Now()
 	lastFlush := wallStart
+	encode := s.encoder(badRatio, func(terminal string, msg []byte) {
+		p.Add(ctx, terminal, bytes.Clone(msg))
+	})
 	truth, err := s.Generate(func(ev *event.Event) {
 		if ctx.Err() != nil || p.Err() != nil {
 			return
@@ -94,7 +99,7 @@ func (s Scenario) Play(ctx context.Context, p *Producer, speed float64) (Truth, 
 				}
 			}
 		}
-		p.Add(ctx, ev.Terminal, event.AppendJSON(nil, ev))
+		encode(ev)
 		if time.Since(lastFlush) > 200*time.Millisecond {
 			p.Flush(ctx)
 			lastFlush = time.Now()
