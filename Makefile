@@ -4,6 +4,7 @@
 GO      ?= go
 OUT     ?= $(CURDIR)/.demo
 FUZZTIME ?= 20s
+FUZZTIME_SHORT ?= 5s
 KAFKA_LIBS ?= $(HOME)/.cache/declinemon/kafka-3.9.1/libs
 # Integration tests start a real broker; make test must not skip them.
 export DECLINEMON_KAFKA_REQUIRED = 1
@@ -56,8 +57,13 @@ unit:
 race:
 	$(GO) test -count=1 -race -run 'TestRun|TestScaleOut|TestMerger|TestExitCodes' ./pipeline/... ./cmd/...
 
+# Every entry point that reads outside input: events, rules file, config
+# file, HTTP requests.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ingest
+	$(GO) test -run '^$$' -fuzz '^FuzzRules$$' -fuzztime $(FUZZTIME_SHORT) ./classify
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadConfig$$' -fuzztime $(FUZZTIME_SHORT) ./pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME_SHORT) ./pipeline
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./ingest ./classify ./pipeline

@@ -73,6 +73,7 @@ func (e *Engine) evalRule(r *rule, T int64) {
 	for _, s := range e.touched {
 		if int(s.k) >= hold || s.incident(r.idx) != nil {
 			s.cand = int32(len(cands))
+			s.suspect = e.tickNo
 			cands = append(cands, s)
 		}
 	}
@@ -348,6 +349,7 @@ func (e *Engine) evalDeclineSpike(r *rule, T int64) {
 		if !e.passes(r, t, k, n, 1, p0, inc != nil) {
 			continue
 		}
+		s.suspect = e.tickNo
 		// Dominant cause: the largest excess over its own baseline.
 		dom, domExcess := event.CauseUnknown, -1.0
 		for c := event.CauseHardware; c < event.NumCauses; c++ {
@@ -397,8 +399,8 @@ func (e *Engine) merchantTerminals(m *scope, fromSlot int32) int {
 	for _, c := range recordCauses {
 		for i := range e.queues[c].live() {
 			rec := &e.queues[c].recs[e.queues[c].head+i]
-			if rec.dims[event.ScopeMerchant] == m && rec.ts >= since {
-				seen[rec.dims[event.ScopeTerminal]] = struct{}{}
+			if t := rec.dims[event.ScopeTerminal]; rec.dims[event.ScopeMerchant] == m && t != nil && rec.ts >= since {
+				seen[t] = struct{}{}
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package alerting
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/declinemon/declinemon/event"
@@ -46,6 +47,18 @@ type Config struct {
 	MinBaseline float64 `yaml:"min_baseline" json:"min_baseline"`
 	// IdleTTL evicts scopes that saw no traffic for this long.
 	IdleTTL time.Duration `yaml:"idle_ttl" json:"idle_ttl"`
+	// MaxScopes caps the scopes (terminals, merchants, regions, issuers,
+	// model cohorts...) held at once, so a producer inventing ids cannot
+	// grow memory for the IdleTTL it takes idle eviction to catch up. Past
+	// the cap the engine evicts down to 90% of it: never a scope with a
+	// firing or pending alert or one that was a candidate at the last two
+	// evaluations; among the rest, least recently seen (event time) first.
+	// A scope costs about 700 bytes (BenchmarkEngineMemory: 1M terminals
+	// make 1.25M scopes in 0.85 GB), so the default of 2,000,000 bounds
+	// scope state near 1.4 GB and holds a 1M-terminal fleet with its
+	// merchants with 60% to spare. Size it to about 1.5x the scopes held on
+	// a normal day (Stats.Scopes, the declinemon_detector_scopes gauge).
+	MaxScopes int `yaml:"max_scopes" json:"max_scopes"`
 	// MaxRecords bounds the failure records kept for attribution; beyond
 	// it the oldest are dropped and counted.
 	MaxRecords int `yaml:"max_records" json:"max_records"`
@@ -100,6 +113,7 @@ func Defaults() Config {
 		PriorWeight:         100,
 		MinBaseline:         0.002,
 		IdleTTL:             6 * time.Hour,
+		MaxScopes:           2_000_000,
 		MaxRecords:          2_000_000,
 		Rules: map[string]RuleConfig{
 			"network_outage":    {MinFailures: 10, MinAffected: 5, MinRate: 0.2, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "network"},
@@ -127,6 +141,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.TerminalAlpha, min(d.TerminalAlpha, c.Alpha))
 	orDefault(&c.PriorWeight, d.PriorWeight)
 	orDefault(&c.MinBaseline, d.MinBaseline)
+	orDefault(&c.MaxScopes, d.MaxScopes)
 	orDefault(&c.MaxRecords, d.MaxRecords)
 	rules := make(map[string]RuleConfig, len(d.Rules))
 	for k, def := range d.Rules {
@@ -173,6 +188,19 @@ func (c Config) Validate() error {
 	pos("terminal_window", c.TerminalWindow)
 	pos("baseline_half_life", c.BaselineHalfLife)
 	pos("idle_ttl", c.IdleTTL)
+	finite := func(name string, v float64) {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			errs = append(errs, fmt.Errorf("detection.%s must be a finite number (got %g)", name, v))
+		}
+	}
+	finite("alpha", c.Alpha)
+	finite("terminal_alpha", c.TerminalAlpha)
+	finite("min_baseline", c.MinBaseline)
+	finite("prior_weight", c.PriorWeight)
+	for k, r := range c.Rules {
+		finite("rules."+k+".min_rate", r.MinRate)
+		finite("rules."+k+".min_ratio", r.MinRatio)
+	}
 	if c.Alpha < 0 || c.Alpha >= 1 {
 		errs = append(errs, fmt.Errorf("detection.alpha must be in (0, 1) (got %g)", c.Alpha))
 	}
@@ -184,6 +212,9 @@ func (c Config) Validate() error {
 	}
 	if c.PriorWeight < 0 || c.MaxRecords < 0 {
 		errs = append(errs, errors.New("detection.prior_weight and detection.max_records must not be negative"))
+	}
+	if c.MaxScopes < 0 {
+		errs = append(errs, fmt.Errorf("detection.max_scopes must not be negative (got %d)", c.MaxScopes))
 	}
 	full := c.withDefaults()
 	if full.Tick > full.GroupWindow {

@@ -54,7 +54,8 @@ type incident struct {
 }
 
 // record is one failure kept for attribution: when, which code, and every
-// scope the attempt belonged to.
+// scope the attempt belonged to. dims never point at an evicted scope:
+// eviction clears them (forgetEvicted).
 type record struct {
 	ts   int64
 	code string
@@ -94,7 +95,9 @@ type Stats struct {
 	Inhibited      uint64 // terminal alerts muted by a network outage over the terminal
 	Suppressed     uint64 // decline spikes explained by a more specific alert
 	RecordsDropped uint64 // failure records dropped at MaxRecords
-	Evicted        uint64 // idle scopes evicted
+	EvictedScopes  uint64 // scopes evicted, idle (IdleTTL) or at MaxScopes
+	EvictedAtCap   uint64 // of EvictedScopes, those evicted because MaxScopes was reached
+	CapSweeps      uint64 // sweeps run because MaxScopes was reached
 	Scopes         int    // scopes held now
 	Records        int    // failure records held now
 }
@@ -130,6 +133,9 @@ type Engine struct {
 	dirtyMerchants []*scope
 	stats          Stats
 
+	nScopes int // scopes held: the sum of the maps' lengths
+	sweepAt int // nScopes above which Observe runs the cap sweep
+
 	// scratch reused across evaluations
 	touched []*scope
 	cands   []*scope
@@ -155,7 +161,7 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 	}
 	cfg = cfg.withDefaults()
 	e := &Engine{cfg: cfg, emit: emit, tick: int64(cfg.Tick), lateness: int64(cfg.Lateness),
-		models: make(map[[2]string]*scope), pairs: make(map[[2]*scope]struct{})}
+		models: make(map[[2]string]*scope), pairs: make(map[[2]*scope]struct{}), sweepAt: cfg.MaxScopes}
 	for t := range e.scopes {
 		e.scopes[t] = make(map[string]*scope)
 		var window time.Duration
@@ -211,6 +217,7 @@ func (e *Engine) slot(t event.ScopeType, ts int64) int32 {
 }
 
 func (e *Engine) newScope(t event.ScopeType, id string) *scope {
+	e.nScopes++
 	return &scope{typ: t, id: id, ring: make([]bucket, e.ringLen[t])}
 }
 
@@ -305,9 +312,9 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 			e.dirtyMerchants = append(e.dirtyMerchants, m)
 		}
 		if q := e.queues[cause]; q != nil {
-			if len(q.recs)-q.head >= e.cfg.MaxRecords/len(recordCauses) {
+			if held := len(q.recs) - q.head; held >= max(1, e.cfg.MaxRecords/len(recordCauses)) {
 				q.prune(q.recs[q.head].ts + 1)
-				e.stats.RecordsDropped++
+				e.stats.RecordsDropped += uint64(held - (len(q.recs) - q.head))
 			}
 			q.recs = append(q.recs, record{ts: ts, code: ev.Code(), dims: *dims})
 		}
@@ -316,6 +323,9 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 		e.maxTs = ts
 	}
 	e.advance(e.maxTs - e.lateness)
+	if e.nScopes > e.sweepAt {
+		e.sweep()
+	}
 	return true
 }
 
@@ -357,6 +367,9 @@ func (e *Engine) evaluate(T int64) {
 			e.evalRule(r, T)
 		}
 	}
+	// evalDeclineSpike consumes the list, but not when decline_spike is
+	// disabled.
+	e.dirtyMerchants = e.dirtyMerchants[:0]
 	e.updatePool()
 	if e.tickNo%60 == 0 {
 		e.evict(T)
@@ -410,34 +423,10 @@ func (e *Engine) poolRate(c int) float64 {
 	return float64(e.pool.f[c]) / float64(e.pool.n)
 }
 
-func (e *Engine) evict(T int64) {
-	before := T - int64(e.cfg.IdleTTL)
-	for t, m := range e.scopes {
-		for id, s := range m {
-			if s.last < before && !s.firingAny() {
-				s.evicted = true
-				delete(m, id)
-				e.stats.Evicted++
-			}
-		}
-		_ = t
-	}
-	for k, s := range e.models {
-		if s.last < before && !s.firingAny() {
-			s.evicted = true
-			delete(e.models, k)
-			e.stats.Evicted++
-		}
-	}
-}
-
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	s := e.stats
-	for _, m := range e.scopes {
-		s.Scopes += len(m)
-	}
-	s.Scopes += len(e.models)
+	s.Scopes = e.nScopes
 	for _, c := range recordCauses {
 		s.Records += len(e.queues[c].live())
 	}

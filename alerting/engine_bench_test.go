@@ -80,3 +80,34 @@ func BenchmarkEngineObserve(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkEngineObserveFlood measures events/s when every event brings a
+// new terminal and merchant id (a broken or hostile producer) with the
+// scope cap reached: the cost of the cap sweeps, amortised.
+func BenchmarkEngineObserveFlood(b *testing.B) {
+	const maxScopes = 200_000
+	fleet := bigFleet(1_000)
+	e, _ := NewEngine(Config{MaxScopes: maxScopes}, func(Alert) {})
+	ids := make([]string, 2*maxScopes) // made-up ids, recycled once the cap has long turned over
+	for i := range ids {
+		ids[i] = fmt.Sprintf("X%08d", i)
+	}
+	ts := t0
+	i := 0
+	next := func() *event.Event {
+		ev := &fleet[i%len(fleet)]
+		ts = ts.Add(time.Millisecond / 10)
+		ev.Time, ev.Terminal, ev.Merchant = ts, ids[i%len(ids)], ids[(i+maxScopes/2)%len(ids)]
+		i++
+		return ev
+	}
+	for range 2 * maxScopes {
+		e.Observe(next(), event.CauseNone)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Observe(next(), event.CauseNone)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(e.Stats().CapSweeps), "sweeps")
+}

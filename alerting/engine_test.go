@@ -349,16 +349,16 @@ func TestIdleScopesAreEvicted(t *testing.T) {
 		traffic(t0, 10*time.Minute, time.Minute, fl, approve),
 		traffic(t0.Add(3*time.Hour), 20*time.Minute, time.Minute, fl[:10], approve))
 	st := e.Stats()
-	if st.Evicted == 0 || st.Scopes > 100 {
-		t.Errorf("evicted %d, scopes held %d", st.Evicted, st.Scopes)
+	if st.EvictedScopes == 0 || st.Scopes > 100 {
+		t.Errorf("evicted %d, scopes held %d", st.EvictedScopes, st.Scopes)
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	bad := Config{Tick: -time.Second, Alpha: 2, Rules: map[string]RuleConfig{"nope": {}},
+	bad := Config{Tick: -time.Second, Alpha: 2, MaxScopes: -1, Rules: map[string]RuleConfig{"nope": {}},
 		Maintenance: []MaintenanceWindow{{ScopeType: "planet", Start: t0, End: t0}}}
 	err := bad.Validate()
-	for _, want := range []string{"detection.tick", "detection.alpha", "detection.rules.nope", "maintenance[0].scope_type", "maintenance[0].scope_id", "end must be after start"} {
+	for _, want := range []string{"detection.tick", "detection.alpha", "detection.max_scopes", "detection.rules.nope", "maintenance[0].scope_type", "maintenance[0].scope_id", "end must be after start"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want mention of %s", err, want)
 		}

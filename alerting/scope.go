@@ -35,19 +35,29 @@ func (b *baseline) fold(bk *bucket, decay float32) {
 }
 
 // scope is the state of one value of one dimension (a terminal, a region...).
+//
+// The fields the cap sweep reads of every scope come first, side by side,
+// because the sweep is bound by fetching them.
 type scope struct {
-	typ  event.ScopeType
-	id   string
-	ring []bucket
-	base baseline
-	last int64 // newest event time seen, unix ns
-
+	typ event.ScopeType
+	// evicted is set when the engine lets go of the scope: a terminal's
+	// dims may still point at it until the terminal's next event, which
+	// looks the id up again.
+	evicted bool
+	// suspect is the last evaluation (Engine.tickNo) at which the scope was
+	// a candidate of some rule; 0 if never. The cap sweep keeps recent
+	// suspects.
+	suspect uint64
+	last    int64 // newest event time seen, unix ns
 	// incidents holds the firing incident per rule, allocated on first use.
 	incidents *[numRules]*incident
+
+	id   string
+	ring []bucket
 	// dims is, for terminals only, the terminal's scopes as of its latest
 	// event, so repeat lookups of its region, carrier... are pointer hops.
-	dims    *[event.NumScopeTypes]*scope
-	evicted bool
+	dims *[event.NumScopeTypes]*scope
+	base baseline
 
 	// scratch for one evaluation, valid while gen matches Engine.gen
 	gen       uint64

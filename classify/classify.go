@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/declinemon/declinemon/event"
 )
@@ -124,14 +126,19 @@ func parseRule(text string) (Rule, error) {
 	case "terminal":
 		rule.Terminal = true
 	default:
-		return Rule{}, fmt.Errorf("kind %q: want response or terminal", f[0])
+		return Rule{}, fmt.Errorf("kind %s: want response or terminal", quote(f[0]))
 	}
 	switch f[1] {
 	case "*", "":
 	default:
 		s, ok := event.ParseScheme(f[1])
 		if !ok {
-			return Rule{}, fmt.Errorf("scheme %q: want cup, iso8583 or *", f[1])
+			return Rule{}, fmt.Errorf("scheme %s: want cup, iso8583 or *", quote(f[1]))
+		}
+		if rule.Terminal {
+			// Classify looks terminal errors up without a scheme, so a
+			// scheme here would be silently ignored.
+			return Rule{}, fmt.Errorf("scheme %s: terminal rows apply to every scheme, want *", quote(f[1]))
 		}
 		rule.Scheme = s
 	}
@@ -140,14 +147,14 @@ func parseRule(text string) (Rule, error) {
 		return Rule{}, fmt.Errorf("empty code")
 	}
 	if !rule.Terminal && len(rule.Code) != 2 {
-		return Rule{}, fmt.Errorf("response code %q: want exactly 2 characters", rule.Code)
+		return Rule{}, fmt.Errorf("response code %s: want exactly 2 characters", quote(rule.Code))
 	}
 	c, ok := event.ParseCause(f[3])
 	if !ok {
-		return Rule{}, fmt.Errorf("cause %q is not in the taxonomy", f[3])
+		return Rule{}, fmt.Errorf("cause %s is not in the taxonomy", quote(f[3]))
 	}
 	if rule.Terminal && c == event.CauseNone {
-		return Rule{}, fmt.Errorf("terminal error %s cannot be an approval", rule.Code)
+		return Rule{}, fmt.Errorf("terminal error %s cannot be an approval", quote(rule.Code))
 	}
 	rule.Cause = c
 	if len(f) > 4 {
@@ -157,6 +164,17 @@ func parseRule(text string) (Rule, error) {
 		rule.Meaning = f[5]
 	}
 	return rule, nil
+}
+
+// maxQuoted bounds how many characters of a bad field an error quotes:
+// enough to find it in the file, not a copy of a 64 KiB line.
+const maxQuoted = 40
+
+func quote(s string) string {
+	if utf8.RuneCountInString(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%.*q...", maxQuoted, s)
 }
 
 func (r *Rules) add(rule Rule) {

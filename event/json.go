@@ -6,11 +6,13 @@ import (
 )
 
 // AppendJSON appends ev as one event-v1 JSON object. Absent optional
-// fields are omitted. Used by the scenario generator and tests; the
-// monitor itself never re-encodes events.
+// fields are omitted. The monitor forwards accepted events in this form,
+// re-encoded from what the decoder accepted and never as the bytes it
+// received, so nothing the decoder did not validate (unknown fields, a
+// sender's extra data) travels on.
 func AppendJSON(dst []byte, ev *Event) []byte {
 	dst = append(dst, `{"event_id":`...)
-	dst = strconv.AppendQuote(dst, ev.ID)
+	dst = appendString(dst, ev.ID)
 	dst = append(dst, `,"ts":"`...)
 	dst = ev.Time.AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, '"')
@@ -21,7 +23,7 @@ func AppendJSON(dst []byte, ev *Event) []byte {
 		dst = append(dst, ',', '"')
 		dst = append(dst, name...)
 		dst = append(dst, '"', ':')
-		dst = strconv.AppendQuote(dst, v)
+		dst = appendString(dst, v)
 	}
 	num := func(name string, v int64) {
 		dst = append(dst, ',', '"')
@@ -61,4 +63,34 @@ func AppendJSON(dst []byte, ev *Event) []byte {
 		num("battery_pct", int64(ev.BatteryPct))
 	}
 	return append(dst, '}')
+}
+
+// appendString appends s as a JSON string. s is valid UTF-8 (the decoder
+// guarantees it); only '"', '\\' and control characters need escapes.
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }

@@ -58,10 +58,11 @@ func (d *Decoder) Decode(data []byte, ev *event.Event) error {
 		return reject(ReasonTooLarge, "", "message exceeds the size limit")
 	}
 	err := d.decode(data, ev)
-	if err != nil && err.Reason != ReasonSensitiveData && carriesSensitiveKey(data) {
+	if err != nil && err.Reason != ReasonSensitiveData && carriesCardData(data) {
 		// A message that is both malformed and carries card data is
 		// reported as sensitive: that is what its owner must act on.
-		return reject(ReasonSensitiveData, "", "message carries card data fields")
+		ev.Reset()
+		return reject(ReasonSensitiveData, "", "message carries card data")
 	}
 	if err != nil {
 		return err
@@ -77,7 +78,6 @@ func (d *Decoder) decode(data []byte, ev *event.Event) *DecodeError {
 	}
 	seen := 0
 	scheme := d.scheme
-	var sensitive string
 	if !s.expect('}') {
 		for {
 			if s.peek() != '"' {
@@ -91,7 +91,7 @@ func (d *Decoder) decode(data []byte, ev *event.Event) *DecodeError {
 				return reject(ReasonInvalidJSON, "", "expected ':' after a field name")
 			}
 			s.ws()
-			if err := d.field(key, ev, &seen, &scheme, &sensitive); err != nil {
+			if err := d.field(key, ev, &seen, &scheme); err != nil {
 				return err
 			}
 			if s.expect(',') {
@@ -105,9 +105,6 @@ func (d *Decoder) decode(data []byte, ev *event.Event) *DecodeError {
 	}
 	if s.peek() != 0 {
 		return reject(ReasonInvalidJSON, "", "trailing data after the JSON object")
-	}
-	if sensitive != "" {
-		return reject(ReasonSensitiveData, sensitive, "card data must never be sent to the monitor")
 	}
 	if seen&seenAllRequired != seenAllRequired {
 		switch {
@@ -131,15 +128,14 @@ func (d *Decoder) decode(data []byte, ev *event.Event) *DecodeError {
 	return nil
 }
 
-// sensitiveKeys are field names that carry card data (event-v1).
-var sensitiveKeys = [...]string{"pan", "card_number", "track1", "track2", "cvv", "cvv2", "pin", "pin_block"}
-
-func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Scheme, sensitive *string) *DecodeError {
-	s := &d.sc
+func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Scheme) *DecodeError {
 	switch string(key) {
 	case "event_id":
 		v, err := d.reqString("event_id", 128)
 		if err != nil {
+			return err
+		}
+		if err := noCardData("event_id", v); err != nil {
 			return err
 		}
 		ev.ID = string(v)
@@ -153,11 +149,17 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if !ok {
 			return reject(ReasonBadTimestamp, "ts", "not an RFC 3339 timestamp with offset")
 		}
+		if y := t.Year(); y < 1970 || y > 9999 {
+			return reject(ReasonBadTimestamp, "ts", "outside the years 1970 to 9999")
+		}
 		ev.Time = t
 		*seen |= seenTS
 	case "terminal_id":
 		v, err := d.reqString("terminal_id", 64)
 		if err != nil {
+			return err
+		}
+		if err := noCardData("terminal_id", v); err != nil {
 			return err
 		}
 		ev.Terminal = d.intern.Bytes(v)
@@ -166,6 +168,11 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		v, err := d.reqString("merchant_id", 64)
 		if err != nil {
 			return err
+		}
+		if !isCUPMerchantID(v) {
+			if err := noCardData("merchant_id", v); err != nil {
+				return err
+			}
 		}
 		ev.Merchant = d.intern.Bytes(v)
 		*seen |= seenMerchant
@@ -181,6 +188,9 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 	case "terminal_error":
 		v, err := d.optString("terminal_error", 64)
 		if err != nil {
+			return err
+		}
+		if err := noCardData("terminal_error", v); err != nil {
 			return err
 		}
 		ev.TerminalError = d.intern.Bytes(v)
@@ -225,8 +235,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 			return reject(ReasonInvalidValue, "card_bin", "must be 6 to 8 digits")
 		}
 		if len(v) > 8 {
-			*sensitive = "card_bin"
-			return nil
+			return reject(ReasonSensitiveData, "card_bin", "longer than a BIN: card numbers must never be sent to the monitor")
 		}
 		if len(v) < 6 {
 			return reject(ReasonOutOfRange, "card_bin", "must be 6 to 8 digits")
@@ -279,24 +288,109 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 			ev.BatteryPct = int8(v)
 		}
 	default:
+		// Unknown fields are ignored (forward compatibility), but every
+		// byte of them is checked for card data.
 		if name := sensitiveName(key); name != "" {
-			*sensitive = name
+			return reject(ReasonSensitiveData, name, "card data must never be sent to the monitor")
 		}
-		if !s.skip(0) {
-			return reject(ReasonInvalidJSON, "", "malformed value")
+		if scanCardData(key, nil) {
+			return reject(ReasonSensitiveData, "", "a field name holds a card number")
 		}
+		return d.skipChecked(0)
 	}
 	return nil
 }
 
-// sensitiveName returns the card-data field k names, or "".
-func sensitiveName(k []byte) string {
-	for _, s := range sensitiveKeys {
-		if string(k) == s {
-			return s
-		}
+// noCardData rejects a field value that holds a card number or track data.
+func noCardData(field string, v []byte) *DecodeError {
+	if scanCardData(v, nil) {
+		return reject(ReasonSensitiveData, field, "holds a card number or track data")
 	}
-	return ""
+	return nil
+}
+
+// skipChecked consumes any JSON value like scanner.skip, checking every
+// field name, string and number in it for card data.
+func (d *Decoder) skipChecked(depth int) *DecodeError {
+	s := &d.sc
+	if depth > maxDepth {
+		return reject(ReasonInvalidJSON, "", "nested too deeply")
+	}
+	malformed := reject(ReasonInvalidJSON, "", "malformed value")
+	switch s.peek() {
+	case '"':
+		v, ok := s.str()
+		if !ok {
+			return malformed
+		}
+		if scanCardData(v, nil) {
+			return reject(ReasonSensitiveData, "", "an unknown field holds a card number or track data")
+		}
+		return nil
+	case '{':
+		s.i++
+		if s.expect('}') {
+			return nil
+		}
+		for {
+			if s.peek() != '"' {
+				return malformed
+			}
+			k, ok := s.str()
+			if !ok {
+				return malformed
+			}
+			if name := sensitiveName(k); name != "" {
+				return reject(ReasonSensitiveData, name, "card data must never be sent to the monitor")
+			}
+			if scanCardData(k, nil) {
+				return reject(ReasonSensitiveData, "", "a field name holds a card number")
+			}
+			if !s.expect(':') {
+				return malformed
+			}
+			if err := d.skipChecked(depth + 1); err != nil {
+				return err
+			}
+			if s.expect(',') {
+				continue
+			}
+			if s.expect('}') {
+				return nil
+			}
+			return malformed
+		}
+	case '[':
+		s.i++
+		if s.expect(']') {
+			return nil
+		}
+		for {
+			if err := d.skipChecked(depth + 1); err != nil {
+				return err
+			}
+			if s.expect(',') {
+				continue
+			}
+			if s.expect(']') {
+				return nil
+			}
+			return malformed
+		}
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		start := s.i
+		if _, _, _, ok := s.number(); !ok {
+			return malformed
+		}
+		if scanCardData(s.b[start:s.i], nil) {
+			return reject(ReasonSensitiveData, "", "an unknown field holds a card number")
+		}
+		return nil
+	}
+	if !s.skip(depth) {
+		return malformed
+	}
+	return nil
 }
 
 // stringValue reads a string value; ok is false for any other JSON type
@@ -356,6 +450,9 @@ func (d *Decoder) optInterned(field string, dst *string) *DecodeError {
 	if err != nil {
 		return err
 	}
+	if err := noCardData(field, v); err != nil {
+		return err
+	}
 	*dst = d.intern.Bytes(v)
 	return nil
 }
@@ -389,7 +486,11 @@ func (d *Decoder) intValue(field string, min, max int64) (int64, bool, *DecodeEr
 	if c != '-' && (c < '0' || c > '9') {
 		return 0, false, d.typeErr(field, "integer")
 	}
+	start := s.i
 	v, isInt, fits, ok := s.number()
+	if ok && s.i-start >= 13 && scanCardData(s.b[start:s.i], nil) {
+		return 0, false, reject(ReasonSensitiveData, field, "holds a card number")
+	}
 	switch {
 	case !ok:
 		return 0, false, reject(ReasonInvalidJSON, field, "malformed number")

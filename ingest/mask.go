@@ -2,109 +2,228 @@ package ingest
 
 import "bytes"
 
-// Masking works on raw bytes, not parsed JSON, because the messages that
-// need it most are the ones that failed to parse.
-
 const maskByte = '*'
 
-// carriesSensitiveKey reports whether data names a card-data field or has a
-// card_bin longer than 8 digits, whether or not data is valid JSON.
-func carriesSensitiveKey(data []byte) bool {
-	found := false
-	forEachSensitiveValue(data, func(key string, start, end int) {
-		found = true
-	})
-	return found
-}
-
-// Mask returns a copy of a message with card data overwritten: the values of
-// pan, card_number, track1, track2, cvv, cvv2, pin and pin_block; a card_bin
-// beyond its first 6 digits when it is longer than 8; and any run of 12 or
-// more digits elsewhere (a PAN pasted into another field). Length and
-// structure are kept so the copy still shows what was wrong with it.
+// Mask returns a copy of a message with its card data overwritten by '*',
+// found by the same detector the decoder rejects with (carddata.go): card
+// numbers and track data in any string, field name or bare number (every
+// digit of them, separators kept); every value of a card-data field name,
+// at any depth (nested objects and arrays entirely); a card_bin beyond its
+// first 6 digits when it is longer than 8. Length and structure are kept
+// so the copy still shows what was wrong with it.
+//
+// Mask works on raw bytes, tolerating any malformation, because the
+// messages that need it most are the ones that failed to parse. A string
+// with JSON escapes is checked in its unescaped form; if it holds card
+// data, its whole content is masked (positions in the escaped form would
+// not line up).
 func Mask(data []byte) []byte {
 	out := bytes.Clone(data)
-	forEachSensitiveValue(out, func(key string, start, end int) {
-		if key == "card_bin" {
-			start += 6
-		}
-		for i := start; i < end; i++ {
-			out[i] = maskByte
-		}
-	})
-	run := 0
-	for i := 0; i <= len(out); i++ {
-		if i < len(out) && out[i] >= '0' && out[i] <= '9' {
-			run++
-			continue
-		}
-		if run >= 12 {
-			for j := i - run; j < i; j++ {
-				out[j] = maskByte
-			}
-		}
-		run = 0
-	}
+	maskCardData(out)
 	return out
 }
 
-// forEachSensitiveValue calls fn with the byte range of the value of every
-// sensitive key in data ("key" followed by ':' and a value). For string
-// values the range is the content between the quotes; for anything else it
-// runs to the next ',', '}' or end of input.
-func forEachSensitiveValue(data []byte, fn func(key string, start, end int)) {
-	for i := 0; i < len(data); i++ {
-		if data[i] != '"' {
-			continue
+// CarriesCardData reports whether Mask would change anything: the check for
+// bytes the decoder cannot parse (a malformed message, a Kafka key).
+func CarriesCardData(data []byte) bool {
+	return carriesCardData(data)
+}
+
+func carriesCardData(data []byte) bool {
+	return maskCardData(bytes.Clone(data))
+}
+
+// maskCardData masks b in place and reports whether it held card data.
+func maskCardData(b []byte) bool {
+	found := false
+	fill := func(p []byte) {
+		for i := range p {
+			p[i] = maskByte
 		}
-		j := bytes.IndexByte(data[i+1:], '"')
-		if j < 0 {
-			return
-		}
-		key := data[i+1 : i+1+j]
-		next := i + 1 + j // closing quote of the key candidate
-		name := sensitiveName(key)
-		isBIN := string(key) == "card_bin"
-		if name == "" && !isBIN {
-			continue
-		}
-		k := next + 1
-		for k < len(data) && (data[k] == ' ' || data[k] == '\t' || data[k] == '\n' || data[k] == '\r') {
-			k++
-		}
-		if k >= len(data) || data[k] != ':' {
-			continue
-		}
-		k++
-		for k < len(data) && (data[k] == ' ' || data[k] == '\t' || data[k] == '\n' || data[k] == '\r') {
-			k++
-		}
-		start, end := k, k
-		if k < len(data) && data[k] == '"' {
-			start = k + 1
-			end = start
-			for end < len(data) && data[end] != '"' {
-				if data[end] == '\\' {
-					end++
-				}
-				end++
-			}
-			if end > len(data) {
-				end = len(data)
-			}
-		} else {
-			for end < len(data) && data[end] != ',' && data[end] != '}' {
-				end++
-			}
-		}
-		if isBIN {
-			if end-start <= 8 || !isDigits(data[start:end]) {
-				i = end
-				continue
-			}
-			name = "card_bin"
-		}
-		fn(name, start, end)
-		i = end
 	}
+	fillAlnum := func(p []byte) bool {
+		any := false
+		for i, c := range p {
+			if isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'z') {
+				p[i] = maskByte
+				any = true
+			}
+		}
+		return any
+	}
+	maskSpans := func(p []byte) bool {
+		return scanCardData(p, func(start, end int) {
+			for i := start; i < end; i++ {
+				if p[i] != ' ' && p[i] != '-' {
+					p[i] = maskByte
+				}
+			}
+		})
+	}
+	var (
+		scratch   []byte
+		depth     int
+		maskFrom  = -1 // mask everything while depth >= maskFrom
+		sensitive bool // the next value belongs to a card-data field
+		bin       bool // the next value belongs to card_bin
+	)
+	for i := 0; i < len(b); {
+		switch c := b[i]; c {
+		case '"':
+			j, escaped := i+1, false
+			for j < len(b) && b[j] != '"' {
+				if b[j] == '\\' {
+					escaped = true
+					j++
+				}
+				j++
+			}
+			j = min(j, len(b))
+			content := b[i+1 : j]
+			k := j + 1
+			for k < len(b) && (b[k] == ' ' || b[k] == '\t' || b[k] == '\n' || b[k] == '\r') {
+				k++
+			}
+			isKey := k < len(b) && b[k] == ':'
+			text := content
+			if escaped {
+				scratch = unescapeLoose(scratch[:0], content)
+				text = scratch
+			}
+			switch {
+			case maskFrom >= 0 || (sensitive && !isKey):
+				fill(content)
+				found = true
+			case escaped && (scanCardData(text, nil) || scanCardData(content, nil)):
+				// Checked as written too: whoever reads the copy sees the
+				// raw digits.
+				fill(content)
+				found = true
+			case !escaped && maskSpans(content):
+				found = true
+			}
+			if isKey && maskFrom < 0 {
+				if sensitiveName(text) != "" {
+					sensitive, found = true, true
+				}
+				bin = string(text) == "card_bin"
+			} else if !isKey {
+				if bin && len(content) > 8 && allDigits(content) {
+					fill(content[6:])
+					found = true
+				}
+				sensitive, bin = false, false
+			}
+			i = j + 1
+		case '{', '[':
+			depth++
+			if sensitive && maskFrom < 0 {
+				maskFrom = depth
+			}
+			sensitive, bin = false, false
+			i++
+		case '}', ']':
+			if depth == maskFrom {
+				maskFrom = -1
+			}
+			depth--
+			sensitive, bin = false, false
+			i++
+		case ',':
+			sensitive, bin = false, false
+			i++
+		default:
+			// Bare text: numbers, literals, or whatever a broken message holds.
+			j := i
+			for j < len(b) && !bytes.ContainsRune([]byte(`"{}[],`), rune(b[j])) {
+				j++
+			}
+			region := b[i:j]
+			switch {
+			case maskFrom >= 0 || sensitive:
+				if fillAlnum(region) {
+					found = true
+					sensitive = false
+				}
+			case bin:
+				if d := bytes.IndexFunc(region, func(r rune) bool { return r >= '0' && r <= '9' }); d >= 0 {
+					e := d
+					for e < len(region) && isDigit(region[e]) {
+						e++
+					}
+					if e-d > 8 {
+						fill(region[d+6 : e])
+						found = true
+					}
+				}
+				if maskSpans(region) {
+					found = true
+				}
+			default:
+				if maskSpans(region) {
+					found = true
+				}
+			}
+			i = j
+		}
+	}
+	return found
+}
+
+// unescapeLoose decodes JSON string escapes as far as they are well formed
+// and keeps anything else as it is. Non-ASCII \u escapes become '?': only
+// ASCII digits and separators matter to the detector.
+func unescapeLoose(dst, s []byte) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 >= len(s) {
+			dst = append(dst, c)
+			continue
+		}
+		i++
+		e := s[i]
+		if e != 'u' {
+			switch e {
+			case '"', '\\', '/':
+			default:
+				dst = append(dst, '\\') // not an escape: keep it as written
+			case 'n':
+				e = '\n'
+			case 't':
+				e = '\t'
+			case 'r':
+				e = '\r'
+			case 'b':
+				e = '\b'
+			case 'f':
+				e = '\f'
+			}
+			dst = append(dst, e)
+			continue
+		}
+		r, ok := rune(0), i+5 <= len(s)
+		for k := i + 1; ok && k < i+5; k++ {
+			h := s[k]
+			r <<= 4
+			switch {
+			case h >= '0' && h <= '9':
+				r |= rune(h - '0')
+			case h|0x20 >= 'a' && h|0x20 <= 'f':
+				r |= rune(h|0x20-'a') + 10
+			default:
+				ok = false
+			}
+		}
+		if !ok {
+			dst = append(dst, '\\', e)
+			continue
+		}
+		if r < 0x80 {
+			dst = append(dst, byte(r))
+		} else {
+			dst = append(dst, '?')
+		}
+		i += 4
+	}
+	return dst
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -63,8 +64,12 @@ func LoadConfig(path string) (Config, error) {
 		defer f.Close()
 		dec := yaml.NewDecoder(f)
 		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return c, fmt.Errorf("config %s: %w", path, err)
+		}
+		var more any
+		if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: one YAML document expected, found more", path)
 		}
 	}
 	if v, ok := os.LookupEnv("DECLINEMON_DEFAULT_SCHEME"); ok {
@@ -100,6 +105,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: want 0 (default) or at least 256", c.MaxMessageBytes))
 	}
 	if err := c.Detection.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.HTTP.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.ClickHouse.Validate(); err != nil {
@@ -138,7 +146,21 @@ func (c Config) LoadRules(path string) (*classify.Rules, error) {
 type Notifiers struct {
 	Sinks []AlertSink
 	Stats map[string]DeliveryStats
+	names []string
+	flush []func(context.Context) error
 	close []func(context.Context)
+}
+
+// Flush waits until everything sent so far is delivered or given up,
+// bounded by ctx, and reports per sink what was not delivered.
+func (n *Notifiers) Flush(ctx context.Context) error {
+	var errs []error
+	for i, f := range n.flush {
+		if err := f(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.names[i], err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close delivers what is queued, bounded by ctx.
@@ -158,6 +180,8 @@ func (c Config) Notifiers(log *zap.Logger) (*Notifiers, error) {
 		}
 		n.Sinks = append(n.Sinks, am)
 		n.Stats["alertmanager"] = am.Stats()
+		n.names = append(n.names, "alertmanager")
+		n.flush = append(n.flush, am.Flush)
 		n.close = append(n.close, am.Close)
 	}
 	for i, w := range c.Webhooks {
@@ -166,8 +190,11 @@ func (c Config) Notifiers(log *zap.Logger) (*Notifiers, error) {
 			n.Close(context.Background())
 			return nil, err
 		}
+		name := "webhook_" + strconv.Itoa(i)
 		n.Sinks = append(n.Sinks, wh)
-		n.Stats["webhook_"+strconv.Itoa(i)] = wh.Stats()
+		n.Stats[name] = wh.Stats()
+		n.names = append(n.names, name)
+		n.flush = append(n.flush, wh.Flush)
 		n.close = append(n.close, wh.Close)
 	}
 	return n, nil

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"github.com/declinemon/declinemon/internal/secret"
+
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -22,11 +24,23 @@ type HTTPConfig struct {
 	Listen string `yaml:"listen"`
 	// BearerToken or BasicAuth, when set, protect every endpoint but
 	// /healthz.
-	BearerToken Secret `yaml:"bearer_token"`
-	BasicAuth   struct {
-		Username string `yaml:"username"`
-		Password Secret `yaml:"password"`
-	} `yaml:"basic_auth"`
+	BearerToken secret.String `yaml:"bearer_token"`
+	BasicAuth   BasicAuth     `yaml:"basic_auth"`
+}
+
+// BasicAuth is a user name and password for HTTP basic authentication.
+type BasicAuth struct {
+	Username string        `yaml:"username"`
+	Password secret.String `yaml:"password"`
+}
+
+// Validate checks the section: credentials come in pairs, so a half-set
+// basic_auth never turns authentication off.
+func (c HTTPConfig) Validate() error {
+	if (c.BasicAuth.Username == "") != !c.BasicAuth.Password.IsSet() {
+		return errors.New("http.basic_auth: set both username and password, or neither")
+	}
+	return nil
 }
 
 // Addr returns the listen address with its default ("" when disabled).
@@ -67,16 +81,21 @@ func NewHandler(cfg HTTPConfig, ep Endpoints) http.Handler {
 	})
 	protected.HandleFunc("GET /alerts", func(w http.ResponseWriter, r *http.Request) {
 		active := ep.Active()
+		w.Header().Set("Content-Type", "application/json")
 		if id := r.URL.Query().Get("alert_id"); id != "" {
-			var one []alerting.Alert
 			for _, a := range active {
 				if a.ID == id {
-					one = append(one, a)
+					json.NewEncoder(w).Encode([]alerting.Alert{a})
+					return
 				}
 			}
-			active = one
+			w.WriteHeader(http.StatusNotFound)
+			w.Write([]byte(`{"error":"no firing alert with this alert_id"}` + "\n"))
+			return
 		}
-		w.Header().Set("Content-Type", "application/json")
+		if active == nil {
+			active = []alerting.Alert{}
+		}
 		json.NewEncoder(w).Encode(active)
 	})
 	mux.Handle("/", authenticate(cfg, protected))
@@ -84,8 +103,8 @@ func NewHandler(cfg HTTPConfig, ep Endpoints) http.Handler {
 }
 
 func authenticate(cfg HTTPConfig, next http.Handler) http.Handler {
-	token, user, pass := string(cfg.BearerToken), cfg.BasicAuth.Username, string(cfg.BasicAuth.Password)
-	if token == "" && user == "" {
+	token, user, pass := cfg.BearerToken.Reveal(), cfg.BasicAuth.Username, cfg.BasicAuth.Password.Reveal()
+	if token == "" && user == "" && pass == "" {
 		return next
 	}
 	eq := func(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
@@ -94,7 +113,7 @@ func authenticate(cfg HTTPConfig, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if u, p, ok := r.BasicAuth(); ok && user != "" && eq(u, user) && eq(p, pass) {
+		if u, p, ok := r.BasicAuth(); ok && user != "" && pass != "" && eq(u, user) && eq(p, pass) {
 			next.ServeHTTP(w, r)
 			return
 		}

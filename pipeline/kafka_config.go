@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"github.com/declinemon/declinemon/internal/secret"
+
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -57,19 +59,10 @@ type TLSConfig struct {
 
 // SASLConfig authenticates to the brokers.
 type SASLConfig struct {
-	Mechanism string `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty = none
-	Username  string `yaml:"username"`
-	Password  Secret `yaml:"password"`
+	Mechanism string        `yaml:"mechanism"` // PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty = none
+	Username  string        `yaml:"username"`
+	Password  secret.String `yaml:"password"`
 }
-
-// Secret is a string that never prints.
-type Secret string
-
-func (Secret) String() string   { return "[redacted]" }
-func (Secret) GoString() string { return "[redacted]" }
-
-// MarshalText keeps secrets out of any encoded config (logs, dumps).
-func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
 func (k KafkaConfig) withDefaults() KafkaConfig {
 	if k.GroupID == "" {
@@ -134,7 +127,7 @@ func (k *KafkaConfig) applyEnv() {
 		}
 	}
 	if v, ok := os.LookupEnv("DECLINEMON_KAFKA_SASL_PASSWORD"); ok {
-		k.SASL.Password = Secret(v)
+		k.SASL.Password = secret.String(v)
 	}
 }
 
@@ -224,13 +217,13 @@ func (k KafkaConfig) saslMechanism() (sasl.Mechanism, error) {
 	}
 	switch strings.ToUpper(s.Mechanism) {
 	case "PLAIN":
-		return plain.Mechanism{Username: s.Username, Password: string(s.Password)}, nil
+		return plain.Mechanism{Username: s.Username, Password: s.Password.Reveal()}, nil
 	case "SCRAM-SHA-256", "SCRAM-SHA-512":
 		alg := scram.SHA256
 		if strings.HasSuffix(strings.ToUpper(s.Mechanism), "512") {
 			alg = scram.SHA512
 		}
-		m, err := scram.Mechanism(alg, s.Username, string(s.Password))
+		m, err := scram.Mechanism(alg, s.Username, s.Password.Reveal())
 		if err != nil {
 			return nil, fmt.Errorf("kafka.sasl: %w", err)
 		}

@@ -62,6 +62,7 @@ func NewMetrics(reg prometheus.Registerer, stats *RunStats, sinks map[string]Del
 	d("declinemon_alerts_active", "Firing alerts, by kind.", "kind")
 	d("declinemon_detector_scopes", "Scopes (terminals, merchants, regions...) held by the detector.")
 	d("declinemon_detector_failure_records", "Failure records held for attribution.")
+	d("declinemon_detector_scopes_evicted_total", "Detector scopes evicted: idle (idle_ttl) or cap (max_scopes reached; rising means ids are flooding in).", "reason")
 	d("declinemon_alert_deliveries_total", "Alert deliveries by sink and result (sent, failed, dropped).", "sink", "result")
 	for _, c := range []prometheus.Collector{m, m.stages, m.batches} {
 		if err := reg.Register(c); err != nil {
@@ -126,6 +127,8 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	g("declinemon_detector_scopes", float64(s.DetectorScopes.Load()))
 	g("declinemon_detector_failure_records", float64(s.DetectorRecords.Load()))
+	c("declinemon_detector_scopes_evicted_total", s.EvictedIdle.Load(), "idle")
+	c("declinemon_detector_scopes_evicted_total", s.EvictedCap.Load(), "cap")
 	for name, ds := range m.sinks {
 		sent, failed, dropped, _ := ds.DeliveryCounts()
 		c("declinemon_alert_deliveries_total", sent, name, "sent")

@@ -110,10 +110,7 @@ func TestHTTPEndpointsAndAuth(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	ready := errors.New("kafka down")
 	active := []alerting.Alert{{ID: "a1", Kind: alerting.KindFraudAttack, State: alerting.StateFiring}, {ID: "a2"}}
-	h := NewHandler(HTTPConfig{BasicAuth: struct {
-		Username string `yaml:"username"`
-		Password Secret `yaml:"password"`
-	}{"ops", "pw"}}, Endpoints{Gatherer: reg, Ready: func(context.Context) error { return ready }, Active: func() []alerting.Alert { return active }})
+	h := NewHandler(HTTPConfig{BasicAuth: BasicAuth{"ops", "pw"}}, Endpoints{Gatherer: reg, Ready: func(context.Context) error { return ready }, Active: func() []alerting.Alert { return active }})
 	get := func(path string, auth bool) (int, string) {
 		req := httptest.NewRequest("GET", path, nil)
 		if auth {
@@ -141,5 +138,8 @@ func TestHTTPEndpointsAndAuth(t *testing.T) {
 	}
 	if c, body := get("/alerts?alert_id=a1", true); c != 200 || !strings.Contains(body, `"alert_id":"a1"`) || strings.Contains(body, "a2") {
 		t.Errorf("/alerts: %d %s", c, body)
+	}
+	if c, body := get("/alerts?alert_id=nope", true); c != 404 || !strings.Contains(body, "no firing alert") {
+		t.Errorf("/alerts for an unknown id: %d %s", c, body)
 	}
 }

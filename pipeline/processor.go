@@ -19,8 +19,8 @@ type Counts struct {
 	ByCause  [event.NumCauses]uint64 // declines by cause (index 0 unused)
 	// UnknownCodes counts codes the rules do not know, by code (bounded).
 	UnknownCodes map[string]uint64
-	// AmountDeclined sums amount_minor of declined attempts (all currencies).
-	AmountDeclined int64
+	// AmountDeclined sums amount_minor of declined attempts per currency.
+	AmountDeclined Amounts
 }
 
 // maxUnknownCodes bounds the unknown-code table: a garbage feed must not
@@ -85,9 +85,7 @@ func (p *Processor) classified(ev *event.Event) Result {
 		c.Approved++
 	} else {
 		c.ByCause[res.Cause]++
-		if ev.AmountMinor > 0 {
-			c.AmountDeclined += ev.AmountMinor
-		}
+		c.AmountDeclined.Add(ev.Currency, ev.AmountMinor)
 		if !res.Known {
 			code := ev.Code()
 			if _, ok := c.UnknownCodes[code]; !ok && len(c.UnknownCodes) >= maxUnknownCodes {

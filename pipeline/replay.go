@@ -70,10 +70,11 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 		defer cancel()
 		notifiers.Close(ctx)
 	}()
-	var alerts []alerting.Alert
-	var writeErr error
+	var alerts, undelivered []alerting.Alert
+	var writeErr, sendErr error
 	engine, err := alerting.NewEngine(cfg.Detection, func(a alerting.Alert) {
 		alerts = append(alerts, a)
+		undelivered = append(undelivered, a)
 		if out == nil || writeErr != nil {
 			return
 		}
@@ -131,14 +132,21 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 		if res.Event != nil {
 			tally.Add(res.Event, res.Class.Cause)
 		}
+		if len(undelivered) > 0 {
+			// Delivered as they happen, not in a burst at the end.
+			sendErr = errors.Join(sendErr, deliver(ctx, notifiers.Sinks, undelivered))
+			undelivered = undelivered[:0]
+		}
 	}
 	if o.Progress {
 		fmt.Fprint(o.Stderr, "\r\033[K")
 	}
 	proc.Flush()
-	for _, s := range notifiers.Sinks {
-		s.Send(ctx, alerts) // asynchronous: delivered before Replay returns, within 10 s
-	}
+	sendErr = errors.Join(sendErr, deliver(ctx, notifiers.Sinks, undelivered))
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	deliveryErr := errors.Join(sendErr, notifiers.Flush(fctx))
+	cancel()
+	summary.Delivery = notifiers.Stats
 	summary.Alerts = alerts
 	summary.Engine = engine.Stats()
 	summary.Elapsed = time.Since(start)
@@ -153,5 +161,22 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 			return summary, fmt.Errorf("writing alerts to %s: %w", o.AlertsOut, writeErr)
 		}
 	}
+	if readErr == nil && deliveryErr != nil {
+		return summary, fmt.Errorf("delivering alerts: %w", deliveryErr)
+	}
 	return summary, readErr
+}
+
+// deliver hands alerts to every notifier (they queue and deliver in the
+// background; Flush reports the outcome).
+func deliver(ctx context.Context, sinks []AlertSink, alerts []alerting.Alert) error {
+	var errs []error
+	for _, s := range sinks {
+		if len(alerts) > 0 {
+			if err := s.Send(ctx, alerts); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -6,10 +6,13 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/declinemon/declinemon/alerting"
@@ -196,5 +199,58 @@ detection:
 	t.Setenv("DECLINEMON_DEFAULT_SCHEME", "iso8583")
 	if c, _ := LoadConfig(path); c.DefaultScheme != "iso8583" {
 		t.Error("env override not applied")
+	}
+}
+
+// TestReplayDeliversAsAlertsHappenAndReportsFailures: alerts reach the
+// webhook while the file is being read, one request per record; a webhook
+// that refuses every request makes replay fail with the failure in the
+// summary.
+func TestReplayDeliversAsAlertsHappenAndReportsFailures(t *testing.T) {
+	s, err := scenario.Find("regional-outage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	if _, err := s.Generate(func(ev *event.Event) { lines = append(lines, string(event.AppendJSON(nil, ev))) }); err != nil {
+		t.Fatal(err)
+	}
+	input := writeFile(t, "events.jsonl", lines, false)
+	var mu sync.Mutex
+	got := 0
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got++
+		mu.Unlock()
+	}))
+	defer ok.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "maintenance", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	cfgFile := func(url string) string {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(path, []byte("webhooks:\n  - url: "+url+"\n    attempts: 1\n"), 0o644)
+		return path
+	}
+
+	sum, err := Replay(context.Background(), ReplayOptions{Input: input, ConfigPath: cfgFile(ok.URL)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if got != len(sum.Alerts) || got == 0 {
+		t.Errorf("webhook received %d records, replay raised %d", got, len(sum.Alerts))
+	}
+	mu.Unlock()
+
+	sum, err = Replay(context.Background(), ReplayOptions{Input: input, ConfigPath: cfgFile(down.URL)})
+	if err == nil || !strings.Contains(err.Error(), "delivering alerts") {
+		t.Fatalf("replay with a failing webhook: %v", err)
+	}
+	var text bytes.Buffer
+	sum.Write(&text)
+	if !strings.Contains(text.String(), "alert delivery") || !regexp.MustCompile(`failed [1-9]`).MatchString(text.String()) {
+		t.Errorf("summary does not report the failed deliveries:\n%s", text.String())
 	}
 }

@@ -85,7 +85,8 @@ type RunStats struct {
 	ActiveByKind              [alerting.NumKinds]atomic.Int64
 	DetectorScopes            atomic.Int64
 	DetectorRecords           atomic.Int64
-	LastFlush                 atomic.Int64 // unix nanos of the last successful flush
+	EvictedIdle, EvictedCap   atomic.Uint64 // detector scopes evicted, by reason
+	LastFlush                 atomic.Int64  // unix nanos of the last successful flush
 
 	mu           sync.Mutex
 	partitionLag map[string]int64 // "topic/partition" → messages behind the high watermark
@@ -156,7 +157,7 @@ type Runner struct {
 	fwd      []kafka.Message
 	last     map[topicPartition]kafka.Message
 	alerts   []alerting.Alert
-	nextSink int // alert sink to resume at after a failed flush
+	sent     []int // per sink, how many of alerts it has accepted
 	pending  int
 
 	topicBytes map[string][]byte
@@ -327,7 +328,12 @@ func (r *Runner) handle(m kafka.Message) {
 	r.stats.Bytes.Add(uint64(len(m.Value)))
 	r.pending++
 	r.last[topicPartition{m.Topic, m.Partition}] = m
-	res := r.proc.Process(m.Value)
+	var res Result
+	if ingest.CarriesCardData(m.Key) {
+		res = r.proc.Reject(&ingest.DecodeError{Reason: ingest.ReasonSensitiveData, Field: "(message key)", Msg: "the message key holds card data"})
+	} else {
+		res = r.proc.Process(m.Value)
+	}
 	if res.Reject != nil {
 		r.stats.Rejected[res.Reject.Reason].Add(1)
 		r.dead = append(r.dead, deadLetter(m, res.Reject))
@@ -356,8 +362,10 @@ func (r *Runner) handle(m kafka.Message) {
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 	topic, partition := r.sourceOf(&m)
 	if r.forward != nil {
-		// The detection stage orders by the original partition.
-		r.fwd = append(r.fwd, kafka.Message{Key: m.Key, Value: m.Value, Headers: []kafka.Header{
+		// Re-encoded from the decoded event, never the bytes received:
+		// only what the decoder validated travels on. The detection stage
+		// orders by the original partition.
+		r.fwd = append(r.fwd, kafka.Message{Key: []byte(res.Event.Terminal), Value: event.AppendJSON(nil, res.Event), Headers: []kafka.Header{
 			{Key: hdrSourceTopic, Value: topic},
 			{Key: hdrSourcePartition, Value: strconv.AppendInt(nil, int64(partition), 10)},
 		}})
@@ -423,7 +431,7 @@ func atoi(b []byte) (int, bool) {
 // why and where from. Card data never leaves masked.
 func deadLetter(m kafka.Message, de *ingest.DecodeError) kafka.Message {
 	return kafka.Message{
-		Key:   m.Key,
+		Key:   ingest.Mask(m.Key),
 		Value: ingest.Mask(m.Value),
 		Headers: []kafka.Header{
 			{Key: "declinemon-reason", Value: []byte(de.Reason.String())},
@@ -476,16 +484,24 @@ func (r *Runner) flush(ctx context.Context) error {
 		return nil
 	}
 	// Alerts first: on-call hears about incidents even while storage is
-	// down. Sinks are sent in order and a retry resumes at the sink that
-	// failed, so none receives a record twice.
+	// down. Each sink has its own cursor into the alerts, so a retry sends
+	// a sink only what it has not accepted yet — alerts raised since the
+	// failure included — and none receives a record twice.
 	if len(r.alerts) > 0 {
 		t0 := time.Now()
-		for ; r.nextSink < len(r.sinks); r.nextSink++ {
-			if err := r.sinks[r.nextSink].Send(ctx, r.alerts); err != nil {
+		if r.sent == nil {
+			r.sent = make([]int, len(r.sinks))
+		}
+		for i, sink := range r.sinks {
+			if r.sent[i] == len(r.alerts) {
+				continue
+			}
+			if err := sink.Send(ctx, r.alerts[r.sent[i]:]); err != nil {
 				return fmt.Errorf("delivering alerts: %w", err)
 			}
+			r.sent[i] = len(r.alerts)
 		}
-		r.nextSink = 0
+		clear(r.sent)
 		r.obs.ObserveStage("alerts", time.Since(t0))
 		for _, a := range r.alerts {
 			st := 0
@@ -538,6 +554,8 @@ func (r *Runner) flush(ctx context.Context) error {
 		es := r.engine.Stats()
 		r.stats.DetectorScopes.Store(int64(es.Scopes))
 		r.stats.DetectorRecords.Store(int64(es.Records))
+		r.stats.EvictedIdle.Store(es.EvictedScopes - es.EvictedAtCap)
+		r.stats.EvictedCap.Store(es.EvictedAtCap)
 	}
 	if len(r.last) > 0 {
 		msgs := make([]kafka.Message, 0, len(r.last))

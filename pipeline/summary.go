@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -62,6 +63,8 @@ type Summary struct {
 	// MinAttempts is the volume below which a merchant or terminal is
 	// left out of the decline-rate tables (default 20).
 	MinAttempts uint64
+	// Delivery is what each notifier delivered (empty: none configured).
+	Delivery map[string]DeliveryStats
 }
 
 // Write prints the summary for people.
@@ -100,7 +103,16 @@ func (s *Summary) Write(w io.Writer) error {
 				p("  %s\t%d\t%s of declines\n", cause, n, pct(n, declines))
 			}
 		}
-		p("  declined amount (minor units, all currencies)\t%d\n", c.AmountDeclined)
+		if totals := c.AmountDeclined.Totals(); len(totals) > 0 {
+			p("\ndeclined amount by currency\n")
+			for _, t := range totals {
+				unit := ""
+				if _, ok := minorUnits(t.Currency); !ok {
+					unit = " (minor units)"
+				}
+				p("  %s\t%s%s\t%d attempts\n", t.Currency, t.Major(), unit, t.Count)
+			}
+		}
 	}
 	if len(c.UnknownCodes) > 0 {
 		p("\nunknown codes (extend the rules file)\n")
@@ -136,6 +148,14 @@ func (s *Summary) Write(w io.Writer) error {
 	}
 	if s.Engine.Inhibited+s.Engine.Suppressed > 0 {
 		p("  muted evaluations (explained by a wider incident)\t%d\n", s.Engine.Inhibited+s.Engine.Suppressed)
+	}
+	if len(s.Delivery) > 0 {
+		p("\nalert delivery\n")
+		names := slices.Sorted(maps.Keys(s.Delivery))
+		for _, name := range names {
+			sent, failed, dropped, retries := s.Delivery[name].DeliveryCounts()
+			p("  %s\tsent %d\tfailed %d\tdropped %d\tretries %d\n", name, sent, failed, dropped, retries)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("writing summary: %w", err)

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"github.com/declinemon/declinemon/internal/secret"
+
 	"context"
 	"crypto/tls"
 	"errors"
@@ -20,7 +22,7 @@ import (
 type Config struct {
 	Addr         []string      `yaml:"addr"` // host:9000 (native protocol)
 	Username     string        `yaml:"username"`
-	Password     string        `yaml:"password"` // prefer DECLINEMON_CLICKHOUSE_PASSWORD
+	Password     secret.String `yaml:"password"` // prefer DECLINEMON_CLICKHOUSE_PASSWORD
 	TLS          bool          `yaml:"tls"`
 	DialTimeout  time.Duration `yaml:"dial_timeout"`
 	MaxOpenConns int           `yaml:"max_open_conns"`
@@ -43,7 +45,7 @@ func (c *Config) ApplyEnv() {
 		c.Username = v
 	}
 	if v, ok := os.LookupEnv("DECLINEMON_CLICKHOUSE_PASSWORD"); ok {
-		c.Password = v
+		c.Password = secret.String(v)
 	}
 }
 
@@ -76,7 +78,7 @@ func Open(cfg Config) (*Client, error) {
 	cfg.SchemaConfig = cfg.SchemaConfig.withDefaults()
 	opts := &clickhouse.Options{
 		Addr:             cfg.Addr,
-		Auth:             clickhouse.Auth{Database: cfg.Database, Username: cfg.Username, Password: cfg.Password},
+		Auth:             clickhouse.Auth{Database: cfg.Database, Username: cfg.Username, Password: cfg.Password.Reveal()},
 		DialTimeout:      cfg.DialTimeout,
 		MaxOpenConns:     cfg.MaxOpenConns,
 		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},

@@ -21,15 +21,25 @@ import (
 // AlertmanagerConfig configures delivery to Alertmanager's v2 API.
 type AlertmanagerConfig struct {
 	// URLs of every Alertmanager of an HA cluster; each gets every alert,
-	// as Alertmanager expects (it deduplicates among peers).
+	// as Alertmanager expects (peers share notifications, not alerts). A
+	// post counts as delivered when at least one accepted it; the resend
+	// loop brings the others up to date.
 	URLs []string `yaml:"urls"`
-	// ResendInterval re-posts active alerts so Alertmanager keeps them
-	// (they expire after their endsAt otherwise). Default 1m.
+	// ResendInterval re-posts the state of every alert so Alertmanager
+	// keeps firing ones (they expire after their endsAt lease, 4x this)
+	// and an Alertmanager that restarted or missed a post learns it.
+	// Default 1m.
 	ResendInterval time.Duration `yaml:"resend_interval"`
-	// Timeout per request (default 10s); Attempts per batch (default 5).
+	// ResolvedRetention is how long a delivered resolve keeps being
+	// re-sent before the alert is forgotten (default 15m, as Prometheus
+	// does). An undelivered resolve is re-sent until it is delivered.
+	ResolvedRetention time.Duration `yaml:"resolved_retention"`
+	// Timeout per request (default 10s); Attempts per post (default 5).
 	Timeout  time.Duration `yaml:"timeout"`
 	Attempts int           `yaml:"attempts"`
-	// QueueSize bounds batches waiting for delivery (default 1000).
+	// QueueSize is accepted for compatibility and ignored: the latest
+	// state of each alert is the queue, so nothing waits or is dropped
+	// for lack of room.
 	QueueSize int `yaml:"queue_size"`
 	// RunbookURL is the base of each alert's runbook_url annotation
 	// ("#<kind>" is appended).
@@ -39,19 +49,33 @@ type AlertmanagerConfig struct {
 	GeneratorURL string `yaml:"generator_url"`
 }
 
-// Alertmanager posts alerts-v1 records as Alertmanager alerts.
+// Alertmanager posts alerts-v1 records as Alertmanager alerts. It keeps
+// the latest record of every alert in flight (firing, or resolved and not
+// yet forgotten) and one goroutine posts it: new records as they come,
+// and all of them again every ResendInterval.
 type Alertmanager struct {
-	cfg    AlertmanagerConfig
-	client *http.Client
-	q      *queue
-	stats  Stats
+	cfg     AlertmanagerConfig
+	client  *http.Client
+	targets []amTarget
+	log     *zap.Logger
+	stats   Stats
+	now     func() time.Time
 
-	mu     sync.Mutex
-	active map[string]postable // firing alerts, re-sent every ResendInterval
-	stopRe chan struct{}
-	doneRe chan struct{}
-	now    func() time.Time
+	mu       sync.Mutex
+	alerts   map[string]*amAlert // by alert_id
+	seq      uint64              // sequence number of the last record accepted
+	inflight []uint64            // records being posted
+	closed   bool
+	changed  signal // records settled
+	report   flushReport
+
+	wake chan struct{}   // a record arrived, or Close was called
+	ctx  context.Context // ends when Close gives up: posts abort
+	stop context.CancelFunc
+	done chan struct{}
 }
+
+type amTarget struct{ url, shown string }
 
 // postable is Alertmanager's v2 postableAlert.
 type postable struct {
@@ -68,16 +92,16 @@ func (c AlertmanagerConfig) Validate() error {
 	for _, u := range c.URLs {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			errs = append(errs, fmt.Errorf("alertmanager.urls: %q is not an http(s) URL", u))
+			errs = append(errs, fmt.Errorf("alertmanager.urls: %s is not an http(s) URL", redactURL(u)))
 		}
 	}
-	if c.ResendInterval < 0 || c.Timeout < 0 || c.Attempts < 0 || c.QueueSize < 0 {
+	if c.ResendInterval < 0 || c.ResolvedRetention < 0 || c.Timeout < 0 || c.Attempts < 0 || c.QueueSize < 0 {
 		errs = append(errs, errors.New("alertmanager: intervals, attempts and queue_size must not be negative"))
 	}
 	return errors.Join(errs...)
 }
 
-// NewAlertmanager starts the delivery goroutines; Close stops them.
+// NewAlertmanager starts the delivery goroutine; Close stops it.
 func NewAlertmanager(cfg AlertmanagerConfig, log *zap.Logger) (*Alertmanager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -85,35 +109,45 @@ func NewAlertmanager(cfg AlertmanagerConfig, log *zap.Logger) (*Alertmanager, er
 	if cfg.ResendInterval == 0 {
 		cfg.ResendInterval = time.Minute
 	}
+	if cfg.ResolvedRetention == 0 {
+		cfg.ResolvedRetention = 15 * time.Minute
+	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
 	if cfg.Attempts == 0 {
 		cfg.Attempts = 5
 	}
-	if cfg.QueueSize == 0 {
-		cfg.QueueSize = 1000
+	if log == nil {
+		log = zap.NewNop()
 	}
-	am := &Alertmanager{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, active: map[string]postable{},
-		stopRe: make(chan struct{}), doneRe: make(chan struct{}), now: time.Now}
-	am.q = newQueue(cfg.QueueSize, cfg.Attempts, 500*time.Millisecond, log, &am.stats, am.post)
-	go am.resendLoop()
+	ctx, cancel := context.WithCancel(context.Background())
+	am := &Alertmanager{cfg: cfg, client: &http.Client{Timeout: cfg.Timeout}, log: log.With(zap.String("sink", "alertmanager")),
+		now: time.Now, alerts: map[string]*amAlert{}, wake: make(chan struct{}, 1), ctx: ctx, stop: cancel, done: make(chan struct{})}
+	for _, u := range cfg.URLs {
+		am.targets = append(am.targets, amTarget{url: strings.TrimSuffix(u, "/") + "/api/v2/alerts", shown: redactURL(u)})
+	}
+	go am.run()
 	return am, nil
 }
 
 // Stats returns delivery counters.
 func (am *Alertmanager) Stats() *Stats { return &am.stats }
 
-// Send enqueues alerts; it never blocks.
-func (am *Alertmanager) Send(_ context.Context, alerts []alerting.Alert) error {
-	am.q.enqueue(alerts)
-	return nil
+// Format prints only the Alertmanagers' schemes and hosts, whatever the
+// verb: URLs may carry credentials.
+func (am *Alertmanager) Format(f fmt.State, _ rune) {
+	shown := make([]string, len(am.targets))
+	for i, t := range am.targets {
+		shown[i] = t.shown
+	}
+	fmt.Fprintf(f, "notify.Alertmanager(%s)", strings.Join(shown, ","))
 }
 
 // toPostable maps an alerts-v1 record. Identity in Alertmanager is the
 // label set, so alert_id is a label: a new incident on the same scope is a
 // new alert. endsAt of a firing alert is a lease renewed by re-sending.
-func (am *Alertmanager) toPostable(a *alerting.Alert) postable {
+func (am *Alertmanager) toPostable(a *alerting.Alert, now time.Time) postable {
 	l := map[string]string{
 		"alertname":  "Declinemon" + camel(a.Kind.String()),
 		"alert_id":   a.ID,
@@ -134,7 +168,7 @@ func (am *Alertmanager) toPostable(a *alerting.Alert) postable {
 		p.GeneratorURL = am.cfg.GeneratorURL + "?alert_id=" + url.QueryEscape(a.ID)
 	}
 	if a.State == alerting.StateResolved {
-		p.EndsAt = am.now()
+		p.EndsAt = now
 		if a.EndsAt != nil && a.EndsAt.Before(p.EndsAt) {
 			p.EndsAt = *a.EndsAt
 		}
@@ -142,7 +176,7 @@ func (am *Alertmanager) toPostable(a *alerting.Alert) postable {
 			p.EndsAt = p.StartsAt.Add(time.Second)
 		}
 	} else {
-		p.EndsAt = am.now().Add(4 * am.cfg.ResendInterval)
+		p.EndsAt = now.Add(am.lease())
 	}
 	return p
 }
@@ -157,86 +191,54 @@ func camel(s string) string {
 	return b.String()
 }
 
-func (am *Alertmanager) post(ctx context.Context, batch []alerting.Alert) error {
-	ps := make([]postable, 0, len(batch))
-	am.mu.Lock()
-	for i := range batch {
-		p := am.toPostable(&batch[i])
-		if batch[i].State == alerting.StateResolved {
-			delete(am.active, batch[i].ID)
-		} else {
-			am.active[batch[i].ID] = p
-		}
-		ps = append(ps, p)
-	}
-	am.mu.Unlock()
-	return am.postAll(ctx, ps)
-}
+// lease is how long Alertmanager keeps a firing alert without news.
+func (am *Alertmanager) lease() time.Duration { return 4 * am.cfg.ResendInterval }
 
-// postAll sends to every Alertmanager; it fails only if none accepted.
+// postAll sends to every Alertmanager at once; it fails only if none
+// accepted.
 func (am *Alertmanager) postAll(ctx context.Context, ps []postable) error {
-	if len(ps) == 0 || len(am.cfg.URLs) == 0 {
+	if len(ps) == 0 || len(am.targets) == 0 {
 		return nil
 	}
 	body, err := json.Marshal(ps)
 	if err != nil {
 		return fmt.Errorf("encoding alerts: %w", err)
 	}
-	var errs []error
-	for _, base := range am.cfg.URLs {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/api/v2/alerts", bytes.NewReader(body))
+	errs := make([]error, len(am.targets))
+	var wg sync.WaitGroup
+	for i, t := range am.targets {
+		wg.Go(func() { errs[i] = am.postOne(ctx, t, body) })
+	}
+	wg.Wait()
+	var failed []error
+	for _, err := range errs {
 		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := am.client.Do(req)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("posting to %s: %w", base, err))
-			continue
-		}
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		resp.Body.Close()
-		if resp.StatusCode/100 != 2 {
-			errs = append(errs, fmt.Errorf("posting to %s: %s: %s", base, resp.Status, bytes.TrimSpace(msg)))
+			failed = append(failed, err)
 		}
 	}
-	if len(errs) == len(am.cfg.URLs) {
-		return errors.Join(errs...)
+	if len(failed) == len(am.targets) {
+		return errors.Join(failed...)
+	}
+	if len(failed) > 0 {
+		am.log.Warn("an alertmanager did not accept alerts; the resend loop will retry", zap.Error(errors.Join(failed...)))
 	}
 	return nil
 }
 
-// resendLoop renews the lease of active alerts.
-func (am *Alertmanager) resendLoop() {
-	defer close(am.doneRe)
-	t := time.NewTicker(am.cfg.ResendInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-am.stopRe:
-			return
-		case <-t.C:
-			am.mu.Lock()
-			ps := make([]postable, 0, len(am.active))
-			for id, p := range am.active {
-				p.EndsAt = am.now().Add(4 * am.cfg.ResendInterval)
-				am.active[id] = p
-				ps = append(ps, p)
-			}
-			am.mu.Unlock()
-			ctx, cancel := context.WithTimeout(context.Background(), am.cfg.Timeout)
-			if err := am.postAll(ctx, ps); err != nil {
-				am.stats.Failed.Add(uint64(len(ps)))
-			}
-			cancel()
-		}
+func (am *Alertmanager) postOne(ctx context.Context, t amTarget, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("posting to %s: %w", t.shown, redactErr(err, t.shown))
 	}
-}
-
-// Close delivers what is queued (bounded by ctx) and stops.
-func (am *Alertmanager) Close(ctx context.Context) {
-	close(am.stopRe)
-	<-am.doneRe
-	am.q.close(ctx)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := am.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("posting to %s: %w", t.shown, redactErr(err, t.shown))
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("posting to %s: %s: %s", t.shown, resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
 }

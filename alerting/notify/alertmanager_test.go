@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,7 +161,69 @@ func TestAlertmanagerReplayedOutage(t *testing.T) {
 	if left.Labels["scope_id"] != termID || left.Status.State != "active" {
 		t.Errorf("after the outage resolved: %+v", left)
 	}
+	// The receiver can show the resolve before the sender has counted it.
+	if err := am.Flush(context.Background()); err != nil {
+		t.Errorf("Flush: %v", err)
+	}
 	if am.Stats().Sent.Load() != 3 || am.Stats().Dropped.Load() != 0 {
 		t.Errorf("sent %d dropped %d", am.Stats().Sent.Load(), am.Stats().Dropped.Load())
+	}
+}
+
+// TestAlertmanagerRealResolveAfterStall puts a stuck proxy in front of a
+// real Alertmanager, resolves an alert while its firing post is stuck and
+// others wait, and checks that once the proxy recovers the alert ends
+// resolved there and the resend loop never revives it.
+func TestAlertmanagerRealResolveAfterStall(t *testing.T) {
+	base := startAlertmanager(t)
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGate()
+	g.shut()
+	defer g.release()
+	var inFlight atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		if g.pass(r) {
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	defer srv.Close()
+	const resend = 500 * time.Millisecond
+	am, err := NewAlertmanager(AlertmanagerConfig{URLs: []string{srv.URL}, ResendInterval: resend, QueueSize: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer am.Close(context.Background())
+
+	am.send(t, sample("a1"))
+	waitUntil(t, func() bool { return inFlight.Load() == 1 })
+	am.send(t, sample("a2"))
+	am.send(t, sample("a3"))
+	am.send(t, resolvedSample("a1"))
+	g.release()
+
+	active := func() string {
+		var ids []string
+		for _, a := range amAlerts(t, base) {
+			ids = append(ids, a.Labels["alert_id"])
+		}
+		sort.Strings(ids)
+		return strings.Join(ids, ",")
+	}
+	waitUntil(t, func() bool { return active() == "a2,a3" })
+	for range 5 {
+		time.Sleep(resend)
+		if got := active(); strings.Contains(got, "a1") {
+			t.Fatalf("alertmanager holds %s after resends: a1 revived", got)
+		}
+	}
+	waitUntil(t, func() bool { return active() == "a2,a3" })
+	if err := am.Flush(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

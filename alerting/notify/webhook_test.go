@@ -3,10 +3,12 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,25 +94,10 @@ func TestWebhookTimeoutGivesUpAndCounts(t *testing.T) {
 	wh, _ := NewWebhook(WebhookConfig{URL: srv.URL, Timeout: 50 * time.Millisecond, Attempts: 2}, nil)
 	start := time.Now()
 	wh.Send(context.Background(), []alerting.Alert{sample("slow")})
-	if time.Since(start) > 20*time.Millisecond {
+	if time.Since(start) > 250*time.Millisecond { // blocking would take two timeouts and a backoff
 		t.Error("Send blocked on a slow receiver")
 	}
 	waitUntil(t, func() bool { return wh.Stats().Failed.Load() == 1 })
-	wh.Close(context.Background())
-}
-
-func TestQueueFullDropsAndCounts(t *testing.T) {
-	block := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-block }))
-	defer srv.Close()
-	wh, _ := NewWebhook(WebhookConfig{URL: srv.URL, QueueSize: 2, Timeout: 5 * time.Second, Attempts: 1}, nil)
-	for i := 0; i < 10; i++ {
-		wh.Send(context.Background(), []alerting.Alert{sample(strconv.Itoa(i))})
-	}
-	if d := wh.Stats().Dropped.Load(); d < 7 {
-		t.Errorf("dropped %d of 10 with a queue of 2 and one in flight", d)
-	}
-	close(block)
 	wh.Close(context.Background())
 }
 
@@ -120,5 +107,215 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if _, err := NewAlertmanager(AlertmanagerConfig{URLs: []string{"localhost:9093"}}, nil); err == nil {
 		t.Error("scheme-less alertmanager URL accepted")
+	}
+}
+
+// gate holds requests while shut.
+type gate struct {
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func newGate() *gate {
+	g := &gate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+func (g *gate) shut() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+		g.open = make(chan struct{})
+	default:
+	}
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+}
+
+// pass waits for the gate to open; false if the client gave up first, so
+// a request its sender counted as failed is not recorded as received.
+func (g *gate) pass(r *http.Request) bool {
+	g.mu.Lock()
+	ch := g.open
+	g.mu.Unlock()
+	select {
+	case <-ch:
+		return r.Context().Err() == nil
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// hookReceiver is a webhook endpoint recording the alert ids it accepted.
+type hookReceiver struct {
+	*httptest.Server
+	gate     *gate
+	inFlight atomic.Int32
+	mu       sync.Mutex
+	ids      []string
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	rx := &hookReceiver{gate: newGate()}
+	rx.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var a alerting.Alert
+		if err := json.NewDecoder(r.Body).Decode(&a); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rx.inFlight.Add(1)
+		defer rx.inFlight.Add(-1)
+		if !rx.gate.pass(r) {
+			return
+		}
+		rx.mu.Lock()
+		rx.ids = append(rx.ids, a.ID)
+		rx.mu.Unlock()
+	}))
+	t.Cleanup(rx.Close)
+	t.Cleanup(rx.gate.release) // before Close, which waits for handlers
+	return rx
+}
+
+func (rx *hookReceiver) received() []string {
+	rx.mu.Lock()
+	defer rx.mu.Unlock()
+	return append([]string(nil), rx.ids...)
+}
+
+func (w *Webhook) queued() int {
+	w.q.mu.Lock()
+	defer w.q.mu.Unlock()
+	return len(w.q.items)
+}
+
+// TestWebhookBackpressureDeliversEverything sends more records than the
+// queue holds to a stuck endpoint: Send waits instead of dropping, and
+// every record arrives once, in order, when the endpoint recovers.
+func TestWebhookBackpressureDeliversEverything(t *testing.T) {
+	cases := []struct {
+		name         string
+		queue        int
+		batches      []int // records per Send
+		wantAccepted int   // Sends that return while the endpoint is stuck
+	}{
+		{"one record per send", 3, []int{1, 1, 1, 1, 1, 1, 1, 1}, 4}, // 1 in flight + 3 queued
+		{"batches of three", 4, []int{3, 3, 3, 3}, 1},                // 1 in flight + 2 queued: no room for 3 more
+		{"batch larger than the queue", 2, []int{5, 1, 1}, 1},        // let in whole once the queue is empty
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rx := newHookReceiver(t)
+			rx.gate.shut()
+			wh, err := NewWebhook(WebhookConfig{URL: rx.URL, QueueSize: tc.queue, Timeout: 10 * time.Second, Attempts: 1}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wh.Close(context.Background())
+			var want []string
+			var batches [][]alerting.Alert
+			for _, n := range tc.batches {
+				var b []alerting.Alert
+				for range n {
+					id := "r" + strconv.Itoa(len(want))
+					want = append(want, id)
+					b = append(b, sample(id))
+				}
+				batches = append(batches, b)
+			}
+			var returned atomic.Int32
+			sendErr := make(chan error, 1)
+			go func() {
+				defer close(sendErr)
+				for _, b := range batches {
+					if err := wh.Send(context.Background(), b); err != nil {
+						sendErr <- err
+						return
+					}
+					returned.Add(1)
+				}
+			}()
+			waitUntil(t, func() bool { return rx.inFlight.Load() == 1 && int(returned.Load()) == tc.wantAccepted })
+			time.Sleep(100 * time.Millisecond)
+			if n := returned.Load(); int(n) != tc.wantAccepted {
+				t.Fatalf("%d sends returned while the endpoint was stuck, want %d", n, tc.wantAccepted)
+			}
+			if q := wh.queued(); q > max(tc.queue, tc.batches[0]) {
+				t.Errorf("%d records queued, more than the queue's %d", q, tc.queue)
+			}
+			rx.gate.release()
+			if err := <-sendErr; err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := wh.Flush(ctx); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+			if got := rx.received(); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("received %v, want %v", got, want)
+			}
+			if sent, failed, dropped, _ := wh.Stats().DeliveryCounts(); sent != uint64(len(want)) || failed != 0 || dropped != 0 {
+				t.Errorf("sent %d failed %d dropped %d, want %d 0 0", sent, failed, dropped, len(want))
+			}
+		})
+	}
+}
+
+// TestWebhookSendHonoursContext: a Send waiting for room gives up when
+// its context ends and queues none of its records.
+func TestWebhookSendHonoursContext(t *testing.T) {
+	rx := newHookReceiver(t)
+	rx.gate.shut()
+	wh, err := NewWebhook(WebhookConfig{URL: rx.URL, QueueSize: 1, Timeout: 10 * time.Second, Attempts: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close(context.Background())
+	for _, id := range []string{"r0", "r1"} {
+		if err := wh.Send(context.Background(), []alerting.Alert{sample(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, func() bool { return rx.inFlight.Load() == 1 && wh.queued() == 1 })
+
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	deadline, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel2()
+	cases := []struct {
+		name string
+		ctx  context.Context
+		want error
+	}{
+		{"cancelled", cancelled, context.Canceled},
+		{"deadline", deadline, context.DeadlineExceeded},
+	}
+	for _, tc := range cases {
+		err := wh.Send(tc.ctx, []alerting.Alert{sample("late-" + tc.name)})
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: Send on a full queue: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	rx.gate.release()
+	if err := wh.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rx.received(); strings.Join(got, ",") != "r0,r1" {
+		t.Errorf("received %v, want [r0 r1]: a Send that gave up must queue nothing", got)
+	}
+	wh.Close(context.Background())
+	if err := wh.Send(context.Background(), []alerting.Alert{sample("after")}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Send after Close: %v, want ErrClosed", err)
 	}
 }
