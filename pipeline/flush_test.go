@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/declinemon/declinemon/alerting"
@@ -54,5 +55,30 @@ func TestAlertsGoOutWhileStorageIsDown(t *testing.T) {
 	}
 	if store.calls != 2 || r.stats.Committed.Load() != 0 || len(r.accepted) != 1 {
 		t.Errorf("store calls %d, committed %d, batch kept %d", store.calls, r.stats.Committed.Load(), len(r.accepted))
+	}
+}
+
+// TestAlertsRaisedAfterAFailedFlushReachEverySink: alerts raised after a
+// sink failed (the final merger drain at shutdown does this) go to every
+// sink, not only to those after the one that failed.
+func TestAlertsRaisedAfterAFailedFlushReachEverySink(t *testing.T) {
+	cfg := Config{Kafka: KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topics: []string{"t"}}}
+	first, second := &countingSink{}, &countingSink{fail: 1}
+	r, err := NewRunner(RunOptions{Config: cfg, Store: &downStore{}, Alerts: []AlertSink{first, second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.accepted = []event.Classified{{Event: event.Event{ID: "e1"}}}
+	r.pending = 1
+	r.alerts = []alerting.Alert{{ID: "a1"}}
+	if err := r.flush(context.Background()); err == nil {
+		t.Fatal("flush succeeded with a sink down")
+	}
+	r.alerts = append(r.alerts, alerting.Alert{ID: "a2"}) // raised by the shutdown drain
+	if err := r.flush(context.Background()); err == nil || !strings.Contains(err.Error(), "storing") {
+		t.Fatalf("want the store step to fail after the alerts went out, got %v", err)
+	}
+	if first.got != 2 || second.got != 2 {
+		t.Errorf("sinks got %d and %d alerts, want 2 each exactly once", first.got, second.got)
 	}
 }
