@@ -55,7 +55,7 @@ unit:
 
 # The race detector where goroutines meet: the Kafka runner and the commands.
 race:
-	$(GO) test -count=1 -race -run 'TestRun|TestScaleOut|TestMerger|TestExitCodes' ./pipeline/... ./cmd/...
+	$(GO) test -count=1 -race -run 'TestRun|TestScaleOut|TestMerger|TestExitCodes|TestPermanent|TestOnePath' ./pipeline/... ./cmd/...
 
 # Every entry point that reads outside input: events, rules file, config
 # file, HTTP requests.
@@ -63,10 +63,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzRules$$' -fuzztime $(FUZZTIME_SHORT) ./classify
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadConfig$$' -fuzztime $(FUZZTIME_SHORT) ./pipeline
-	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME_SHORT) ./pipeline
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME_SHORT) ./internal/ops
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./ingest ./classify ./pipeline
+	$(GO) test -run '^$$' -bench 'Decode|Classify|Path' -benchmem ./ingest ./classify ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkEngine' -benchtime 1x ./alerting
 	$(GO) test -run '^$$' -bench 'BenchmarkEngineObserve' -benchtime 3000000x ./alerting
 
@@ -76,7 +76,9 @@ bench-kafka: kafka-jars
 build:
 	$(GO) build -o bin/ ./cmd/...
 
-demo: build
+# The demo's in-process broker is linked only with the demo tag.
+demo:
+	$(GO) build -tags demo -o bin/ ./cmd/...
 	./bin/declinemon demo
 
 replay-demo: build

@@ -29,16 +29,21 @@ type Decoder struct {
 	sc       scanner
 }
 
+// WithDefaults fills zero fields with their defaults.
+func (c DecoderConfig) WithDefaults() DecoderConfig {
+	if c.DefaultScheme == event.SchemeUnset {
+		c.DefaultScheme = event.SchemeISO8583
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
+	return c
+}
+
 // NewDecoder returns a Decoder for cfg.
 func NewDecoder(cfg DecoderConfig) *Decoder {
-	d := &Decoder{scheme: cfg.DefaultScheme, maxBytes: cfg.MaxMessageBytes, intern: NewInterner(cfg.MaxInterned)}
-	if d.scheme == event.SchemeUnset {
-		d.scheme = event.SchemeISO8583
-	}
-	if d.maxBytes <= 0 {
-		d.maxBytes = 64 << 10
-	}
-	return d
+	cfg = cfg.WithDefaults()
+	return &Decoder{scheme: cfg.DefaultScheme, maxBytes: cfg.MaxMessageBytes, intern: NewInterner(cfg.MaxInterned)}
 }
 
 const (

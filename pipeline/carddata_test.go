@@ -21,10 +21,11 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/declinemon/declinemon/classify"
+	"github.com/declinemon/declinemon/alerting/notify"
 	"github.com/declinemon/declinemon/event"
 	"github.com/declinemon/declinemon/ingest"
 	"github.com/declinemon/declinemon/internal/cardtest"
+	"github.com/declinemon/declinemon/internal/ops"
 )
 
 // The card-data property: whatever a sender puts in a message, no planted
@@ -94,12 +95,15 @@ func TestCardDataEachLineJudged(t *testing.T) {
 	total := map[string]int{}
 	for _, seed := range cardSeeds {
 		c := cardtest.NewCorpus(cardtest.Options{Seed: seed})
-		proc := NewProcessor(ingest.NewDecoder(cfg.DecoderConfig()), classify.Default(), nil)
+		cfg.DisableDetection = true
+		p, err := New(Options{Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, l := range c.Lines {
-			res := proc.Process(l.Data)
 			got := "accepted"
-			if res.Reject != nil {
-				got = res.Reject.Reason.String()
+			if de := p.decode(&ingest.Message{Value: l.Data}); de != nil {
+				got = de.Reason.String()
 			}
 			group := strings.SplitN(l.Kind, " ", 2)[0] // without the card label
 			total[group]++
@@ -268,17 +272,15 @@ func TestCardDataNeverLeavesRun(t *testing.T) {
 	var alertLines cardBuffer
 	box := &alertBox{}
 	r, err := NewRunner(RunOptions{Config: cfg, Store: store, Log: log,
-		Alerts: []AlertSink{LogAlerts{Log: log}, JSONLAlerts{W: &alertLines}, box}})
+		Alerts: []AlertSink{notify.Log{Log: log}, notify.JSONL{W: &alertLines}, box}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	metrics, err := NewMetrics(reg, r.Stats(), nil)
-	if err != nil {
+	if _, err := RegisterMetrics(reg, r.Pipeline, nil); err != nil {
 		t.Fatal(err)
 	}
-	r.SetObserver(metrics)
-	h := NewHandler(HTTPConfig{}, Endpoints{Gatherer: reg, Ready: r.Ready, Active: r.ActiveAlerts})
+	h := ops.NewHandler(ops.HTTPConfig{}, ops.Endpoints{Gatherer: reg, Ready: r.Ready, Active: r.ActiveAlerts})
 	var scraped bytes.Buffer
 	get := func(path string) {
 		rec := httptest.NewRecorder()

@@ -1,8 +1,3 @@
-// Package pipeline wires the stages into the monitor's processing loop:
-// decode (ingest) → classify → detect (alerting), with the configuration
-// file that drives them and the counters and end-of-run summary that
-// operators read. Sources (files, Kafka) and sinks (alert files, storage,
-// notifiers) plug in around it.
 package pipeline
 
 import (
@@ -22,6 +17,8 @@ import (
 	"github.com/declinemon/declinemon/classify"
 	"github.com/declinemon/declinemon/event"
 	"github.com/declinemon/declinemon/ingest"
+	"github.com/declinemon/declinemon/internal/ops"
+	"github.com/declinemon/declinemon/internal/secret"
 	"github.com/declinemon/declinemon/storage"
 )
 
@@ -40,19 +37,18 @@ type Config struct {
 	// forward to a separate detection stage (kafka.forward_topic).
 	DisableDetection bool `yaml:"disable_detection"`
 	// Kafka is where `run` consumes from.
-	Kafka KafkaConfig `yaml:"kafka"`
+	Kafka ingest.KafkaConfig `yaml:"kafka"`
 	// Alertmanager and Webhooks receive every alert record (run and replay).
 	Alertmanager notify.AlertmanagerConfig `yaml:"alertmanager"`
 	Webhooks     []notify.WebhookConfig    `yaml:"webhooks"`
 	// HTTP serves /metrics, /healthz, /readyz and /alerts (run).
-	HTTP HTTPConfig `yaml:"http"`
+	HTTP ops.HTTPConfig `yaml:"http"`
 	// ClickHouse stores events, rollups and alerts (run); off when addr is empty.
 	ClickHouse storage.Config `yaml:"clickhouse"`
 }
 
-// LoadConfig reads a YAML configuration file ("" means defaults) and
-// applies environment overrides (DECLINEMON_DEFAULT_SCHEME,
-// DECLINEMON_MAX_MESSAGE_BYTES, DECLINEMON_RULES_FILE). Unknown keys are
+// LoadConfig reads a YAML configuration file ("" means defaults), applies
+// the environment overrides (EnvOverrides) and validates. Unknown keys are
 // errors, so a typo does not silently fall back to a default.
 func LoadConfig(path string) (Config, error) {
 	var c Config
@@ -72,25 +68,55 @@ func LoadConfig(path string) (Config, error) {
 			return c, fmt.Errorf("config %s: one YAML document expected, found more", path)
 		}
 	}
-	if v, ok := os.LookupEnv("DECLINEMON_DEFAULT_SCHEME"); ok {
-		c.DefaultScheme = v
-	}
-	if v, ok := os.LookupEnv("DECLINEMON_MAX_MESSAGE_BYTES"); ok {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return c, fmt.Errorf("DECLINEMON_MAX_MESSAGE_BYTES: %w", err)
+	for _, o := range EnvOverrides {
+		if v, ok := os.LookupEnv(o.Name); ok {
+			if err := o.set(&c, v); err != nil {
+				return c, fmt.Errorf("%s: %w", o.Name, err)
+			}
 		}
-		c.MaxMessageBytes = n
-	}
-	if v, ok := os.LookupEnv("DECLINEMON_RULES_FILE"); ok {
-		c.RulesFile = v
-	}
-	c.Kafka.applyEnv()
-	c.ClickHouse.ApplyEnv()
-	if v, ok := os.LookupEnv("DECLINEMON_HTTP_LISTEN"); ok {
-		c.HTTP.Listen = v
 	}
 	return c, c.Validate()
+}
+
+// EnvOverride is one environment variable that overrides a config key.
+type EnvOverride struct {
+	Name string // DECLINEMON_...
+	Key  string // the yaml key it replaces
+	set  func(c *Config, v string) error
+}
+
+// EnvOverrides is the complete list, in the order applied (the README and
+// docs/operations.md list the same; a test keeps them in step).
+var EnvOverrides = []EnvOverride{
+	{"DECLINEMON_DEFAULT_SCHEME", "default_scheme", func(c *Config, v string) error { c.DefaultScheme = v; return nil }},
+	{"DECLINEMON_MAX_MESSAGE_BYTES", "max_message_bytes", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.MaxMessageBytes = n
+		return err
+	}},
+	{"DECLINEMON_RULES_FILE", "rules_file", func(c *Config, v string) error { c.RulesFile = v; return nil }},
+	{"DECLINEMON_KAFKA_BROKERS", "kafka.brokers (comma-separated)", func(c *Config, v string) error { c.Kafka.Brokers = list(v); return nil }},
+	{"DECLINEMON_KAFKA_TOPICS", "kafka.topics (comma-separated)", func(c *Config, v string) error { c.Kafka.Topics = list(v); return nil }},
+	{"DECLINEMON_KAFKA_GROUP_ID", "kafka.group_id", func(c *Config, v string) error { c.Kafka.GroupID = v; return nil }},
+	{"DECLINEMON_KAFKA_DLQ_TOPIC", "kafka.dlq_topic", func(c *Config, v string) error { c.Kafka.DLQTopic = v; return nil }},
+	{"DECLINEMON_KAFKA_FORWARD_TOPIC", "kafka.forward_topic", func(c *Config, v string) error { c.Kafka.ForwardTopic = v; return nil }},
+	{"DECLINEMON_KAFKA_SASL_USERNAME", "kafka.sasl.username", func(c *Config, v string) error { c.Kafka.SASL.Username = v; return nil }},
+	{"DECLINEMON_KAFKA_SASL_PASSWORD", "kafka.sasl.password", func(c *Config, v string) error { c.Kafka.SASL.Password = secret.String(v); return nil }},
+	{"DECLINEMON_CLICKHOUSE_ADDR", "clickhouse.addr (comma-separated)", func(c *Config, v string) error { c.ClickHouse.Addr = list(v); return nil }},
+	{"DECLINEMON_CLICKHOUSE_USERNAME", "clickhouse.username", func(c *Config, v string) error { c.ClickHouse.Username = v; return nil }},
+	{"DECLINEMON_CLICKHOUSE_PASSWORD", "clickhouse.password", func(c *Config, v string) error { c.ClickHouse.Password = secret.String(v); return nil }},
+	{"DECLINEMON_HTTP_LISTEN", "http.listen", func(c *Config, v string) error { c.HTTP.Listen = v; return nil }},
+	{"DECLINEMON_HTTP_BEARER_TOKEN", "http.bearer_token", func(c *Config, v string) error { c.HTTP.BearerToken = secret.String(v); return nil }},
+}
+
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // Validate reports every problem with specific messages.
@@ -124,7 +150,7 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// DecoderConfig derives the decoder settings.
+// DecoderConfig derives the decoder settings (zero fields mean defaults).
 func (c Config) DecoderConfig() ingest.DecoderConfig {
 	s, _ := event.ParseScheme(strings.TrimSpace(c.DefaultScheme))
 	return ingest.DecoderConfig{DefaultScheme: s, MaxMessageBytes: c.MaxMessageBytes}

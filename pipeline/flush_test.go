@@ -3,18 +3,85 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
 )
 
-type downStore struct{ calls int }
+// memSource is a Source over messages in memory; it records commits.
+type memSource struct {
+	mu      sync.Mutex
+	msgs    []ingest.Message
+	next    int
+	commits [][]ingest.Position
+	block   bool // at the end, block until ctx ends instead of io.EOF
+}
 
-func (d *downStore) Write(context.Context, []event.Classified) error {
+func (m *memSource) Fetch(ctx context.Context) (ingest.Message, error) {
+	m.mu.Lock()
+	if m.next < len(m.msgs) {
+		msg := m.msgs[m.next]
+		m.next++
+		m.mu.Unlock()
+		return msg, nil
+	}
+	m.mu.Unlock()
+	if m.block {
+		<-ctx.Done()
+		return ingest.Message{}, ctx.Err()
+	}
+	return ingest.Message{}, io.EOF
+}
+
+func (m *memSource) Commit(_ context.Context, p []ingest.Position) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.commits = append(m.commits, p)
+	return nil
+}
+
+func (m *memSource) committed() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.commits)
+}
+
+func eventMessages(n int) []ingest.Message {
+	out := make([]ingest.Message, n)
+	for i := range out {
+		v := fmt.Sprintf(`{"event_id":"e%d","ts":"2026-11-27T10:00:%02dZ","terminal_id":"T1","merchant_id":"M1","response_code":"00"}`, i, i%60)
+		out[i] = ingest.Message{Value: []byte(v), Topic: "t", Offset: int64(i), HighWaterMark: int64(n), OriginTopic: []byte("t")}
+	}
+	return out
+}
+
+type failingStore struct {
+	mu    sync.Mutex
+	calls int
+	err   error
+}
+
+func (d *failingStore) Write(context.Context, []event.Classified) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.calls++
-	return errors.New("clickhouse: connection refused")
+	return d.err
+}
+
+func (d *failingStore) set(err error) {
+	d.mu.Lock()
+	d.err = err
+	d.mu.Unlock()
 }
 
 type countingSink struct {
@@ -32,29 +99,30 @@ func (c *countingSink) Send(_ context.Context, a []alerting.Alert) error {
 }
 
 // TestAlertsGoOutWhileStorageIsDown: alerts are delivered before the
-// storage step, exactly once per sink across flush retries, and nothing is
+// storage stage, exactly once per sink across flush retries, and nothing is
 // committed while storage fails.
 func TestAlertsGoOutWhileStorageIsDown(t *testing.T) {
-	cfg := Config{Kafka: KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topics: []string{"t"}}}
 	first, second := &countingSink{}, &countingSink{fail: 1}
-	store := &downStore{}
-	r, err := NewRunner(RunOptions{Config: cfg, Store: store, Alerts: []AlertSink{first, second}})
+	store := &failingStore{err: errors.New("clickhouse: connection refused")}
+	p, err := New(Options{Store: store, Alerts: []AlertSink{first, second}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.alerts = []alerting.Alert{{ID: "a1"}, {ID: "a2"}}
-	r.accepted = []event.Classified{{Event: event.Event{ID: "e1"}}}
-	r.pending = 1
+	src := &memSource{msgs: eventMessages(1)}
+	m, _ := src.Fetch(context.Background())
+	p.handle(&m)
+	p.addAlert(alerting.Alert{ID: "a1"})
+	p.addAlert(alerting.Alert{ID: "a2"})
 	for i := 0; i < 3; i++ {
-		if err := r.flush(context.Background()); err == nil {
+		if err := p.flush(context.Background(), src); err == nil {
 			t.Fatal("flush succeeded with storage down")
 		}
 	}
 	if first.got != 2 || second.got != 2 {
 		t.Errorf("sinks got %d and %d alerts, want 2 each exactly once", first.got, second.got)
 	}
-	if store.calls != 2 || r.stats.Committed.Load() != 0 || len(r.accepted) != 1 {
-		t.Errorf("store calls %d, committed %d, batch kept %d", store.calls, r.stats.Committed.Load(), len(r.accepted))
+	if store.calls != 2 || src.committed() != 0 || p.store.pending() != 1 {
+		t.Errorf("store calls %d, commits %d, batch kept %d", store.calls, src.committed(), p.store.pending())
 	}
 }
 
@@ -62,23 +130,58 @@ func TestAlertsGoOutWhileStorageIsDown(t *testing.T) {
 // sink failed (the final merger drain at shutdown does this) go to every
 // sink, not only to those after the one that failed.
 func TestAlertsRaisedAfterAFailedFlushReachEverySink(t *testing.T) {
-	cfg := Config{Kafka: KafkaConfig{Brokers: []string{"127.0.0.1:1"}, Topics: []string{"t"}}}
 	first, second := &countingSink{}, &countingSink{fail: 1}
-	r, err := NewRunner(RunOptions{Config: cfg, Store: &downStore{}, Alerts: []AlertSink{first, second}})
+	p, err := New(Options{Alerts: []AlertSink{first, second}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.accepted = []event.Classified{{Event: event.Event{ID: "e1"}}}
-	r.pending = 1
-	r.alerts = []alerting.Alert{{ID: "a1"}}
-	if err := r.flush(context.Background()); err == nil {
+	src := &memSource{}
+	p.addAlert(alerting.Alert{ID: "a1"})
+	if err := p.flush(context.Background(), src); err == nil {
 		t.Fatal("flush succeeded with a sink down")
 	}
-	r.alerts = append(r.alerts, alerting.Alert{ID: "a2"}) // raised by the shutdown drain
-	if err := r.flush(context.Background()); err == nil || !strings.Contains(err.Error(), "storing") {
-		t.Fatalf("want the store step to fail after the alerts went out, got %v", err)
+	p.addAlert(alerting.Alert{ID: "a2"}) // raised by the shutdown drain
+	if err := p.flush(context.Background(), src); err != nil {
+		t.Fatal(err)
 	}
 	if first.got != 2 || second.got != 2 {
 		t.Errorf("sinks got %d and %d alerts, want 2 each exactly once", first.got, second.got)
+	}
+}
+
+type permanentErr struct{ error }
+
+func (permanentErr) Permanent() bool { return true }
+
+// TestPermanentStoreErrorHaltsLoudly: an error that needs an operator stops
+// consumption without skipping the batch, says why (Halted, an ERROR log,
+// the halt counter), retries slowly, and resumes by itself once fixed.
+func TestPermanentStoreErrorHaltsLoudly(t *testing.T) {
+	store := &failingStore{err: permanentErr{errors.New("code 16: no such column cause_v2 in table events")}}
+	core, logs := observer.New(zap.InfoLevel)
+	p, err := New(Options{Store: store, Log: zap.New(core), BatchSize: 10, FlushInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.haltRetry = 50 * time.Millisecond
+	src := &memSource{msgs: eventMessages(25), block: true}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, src) }()
+	waitFor(t, "the halt", 10*time.Second, func() bool { return p.Counters().Halts.Load() >= 3 })
+	if !strings.Contains(p.Halted(), "no such column") || src.committed() != 0 {
+		t.Errorf("halted %q with %d commits", p.Halted(), src.committed())
+	}
+	if n := logs.FilterLevelExact(zap.ErrorLevel).Len(); n == 0 || n >= int(p.Counters().Halts.Load()) {
+		t.Errorf("%d ERROR lines for %d halts: want some, rate-limited", n, p.Counters().Halts.Load())
+	}
+	store.set(nil) // the operator fixed the schema
+	waitFor(t, "consumption to resume", 10*time.Second, func() bool { return p.Counters().Committed.Load() == 25 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p.Halted() != "" || p.Counters().FlushRetries.Load() != 0 {
+		t.Errorf("after the fix: halted %q, %d transient retries", p.Halted(), p.Counters().FlushRetries.Load())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/alerting/scenario"
 	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
 	"github.com/declinemon/declinemon/internal/kafkatest"
 )
 
@@ -158,7 +159,7 @@ var badMessages = []string{
 
 func runConfig(b *kafkatest.Broker, topic, group string) Config {
 	var c Config
-	c.Kafka = KafkaConfig{Brokers: []string{b.Addr}, Topics: []string{topic}, GroupID: group, DLQTopic: topic + ".dlq",
+	c.Kafka = ingest.KafkaConfig{Brokers: []string{b.Addr}, Topics: []string{topic}, GroupID: group, DLQTopic: topic + ".dlq",
 		BatchSize: 500, FlushInterval: 200 * time.Millisecond, MaxWait: 100 * time.Millisecond}
 	return c
 }
@@ -405,8 +406,8 @@ func TestRunTwoConsumersSplitAndTakeOver(t *testing.T) {
 }
 
 func TestRunConfigRejectedUpFront(t *testing.T) {
-	cfg := Config{Kafka: KafkaConfig{Brokers: []string{"nohost"}, Topics: []string{"x"}, DLQTopic: "x",
-		SASL: SASLConfig{Mechanism: "SCRAM-SHA-1", Username: "u", Password: "hunter2"}, TLS: TLSConfig{CAFile: "/nonexistent"}}}
+	cfg := Config{Kafka: ingest.KafkaConfig{Brokers: []string{"nohost"}, Topics: []string{"x"}, DLQTopic: "x",
+		SASL: ingest.SASLConfig{Mechanism: "SCRAM-SHA-1", Username: "u", Password: "hunter2"}, TLS: ingest.TLSConfig{CAFile: "/nonexistent"}}}
 	_, err := NewRunner(RunOptions{Config: cfg})
 	if err == nil {
 		t.Fatal("accepted")
@@ -443,7 +444,7 @@ func BenchmarkRunKafka(b *testing.B) {
 		cfg := runConfig(br, topic, fmt.Sprintf("bench-%s-%d", topic, i))
 		cfg.Kafka.BatchSize = 10000
 		cfg.Kafka.FlushInterval = time.Second
-		r, stop := startRunner(b, cfg, NopStore{})
+		r, stop := startRunner(b, cfg, nil)
 		start := time.Now()
 		for r.Stats().Committed.Load() < n {
 			time.Sleep(5 * time.Millisecond)

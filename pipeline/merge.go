@@ -27,6 +27,7 @@ type merger struct {
 	idleAfter time.Duration
 	now       func() time.Time
 	started   time.Time // first push: sources are still being discovered for idleAfter
+	known     int       // sources known up front (0: discovered), e.g. 1 for a file
 }
 
 type source struct {
@@ -42,8 +43,8 @@ type held struct {
 	cause event.Cause
 }
 
-func newMerger(max int, idleAfter time.Duration) *merger {
-	return &merger{sources: map[string]map[int]*source{}, max: max, idleAfter: idleAfter, now: time.Now}
+func newMerger(max int, idleAfter time.Duration, known int) *merger {
+	return &merger{sources: map[string]map[int]*source{}, max: max, idleAfter: idleAfter, now: time.Now, known: known}
 }
 
 func (m *merger) source(topic []byte, partition int) *source {
@@ -80,7 +81,8 @@ func (m *merger) push(topic []byte, partition int, ev *event.Event, cause event.
 // force it drains everything (shutdown).
 func (m *merger) release(observe func(*event.Event, event.Cause), force bool) {
 	now := m.now()
-	if !force && m.buffered <= m.max && now.Sub(m.started) < m.idleAfter {
+	discovering := m.known == 0 || len(m.order) < m.known
+	if !force && discovering && m.buffered <= m.max && now.Sub(m.started) < m.idleAfter {
 		return // other partitions may not have delivered their first fetch yet
 	}
 	for m.buffered > 0 {

@@ -9,7 +9,7 @@ import (
 
 func TestMergerReleasesInEventTimeOrder(t *testing.T) {
 	now := time.Unix(0, 0)
-	m := newMerger(100, 3*time.Second)
+	m := newMerger(100, 3*time.Second, 0)
 	m.now = func() time.Time { return now }
 	var got []int
 	observe := func(ev *event.Event, _ event.Cause) { got = append(got, int(ev.Time.Unix())) }
@@ -40,7 +40,7 @@ func TestMergerReleasesInEventTimeOrder(t *testing.T) {
 		t.Fatalf("released %v, want %v", got, want)
 	}
 	// The buffer cap bounds memory even when a source never goes idle.
-	m2 := newMerger(2, time.Hour)
+	m2 := newMerger(2, time.Hour, 0)
 	got = nil
 	m2.now = func() time.Time { return now }
 	for ts := 1; ts <= 5; ts++ {
@@ -74,7 +74,7 @@ func equal(a, b []int) bool {
 
 func TestMergerStaysBoundedUnderSteadyFlow(t *testing.T) {
 	now := time.Unix(0, 0)
-	m := newMerger(1000, time.Second)
+	m := newMerger(1000, time.Second, 0)
 	m.now = func() time.Time { return now }
 	n := 0
 	observe := func(*event.Event, event.Cause) { n++ }

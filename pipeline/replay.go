@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/declinemon/declinemon/alerting"
+	"github.com/declinemon/declinemon/alerting/notify"
 	"github.com/declinemon/declinemon/ingest"
 )
 
@@ -26,13 +27,17 @@ type ReplayOptions struct {
 	Stderr   io.Writer
 }
 
-// Replay runs the whole pipeline over a JSONL file, driven by event time,
-// writes the alerts and prints the summary. It returns an error only for
-// unusable arguments, unreadable input or unwritable output; bad lines are
-// counted, never fatal.
+// ErrUsage marks unusable arguments (exit status 2).
+var ErrUsage = errors.New("usage")
+
+// Replay runs the pipeline over a JSONL file — the same path as `run`,
+// with the file as a one-partition source — writes the alerts and returns
+// the summary. It returns an error only for unusable arguments, unreadable
+// input, unwritable output or undelivered alerts; bad lines are counted,
+// never fatal.
 func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 	if o.Input == "" {
-		return nil, errors.New("--input is required (a JSONL file, .gz or -)")
+		return nil, fmt.Errorf("%w: --input is required (a JSONL file, .gz or -)", ErrUsage)
 	}
 	if o.Stderr == nil {
 		o.Stderr = io.Discard
@@ -45,12 +50,13 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := ingest.OpenInput(o.Input)
+	src, err := ingest.OpenFile(o.Input, cfg.DecoderConfig().WithDefaults().MaxMessageBytes)
 	if err != nil {
 		return nil, err
 	}
-	defer in.Close()
+	defer src.Close()
 
+	var sinks []AlertSink
 	var out *bufio.Writer
 	var outFile *os.File
 	if o.AlertsOut != "" {
@@ -60,6 +66,7 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 		}
 		defer outFile.Close()
 		out = bufio.NewWriter(outFile)
+		sinks = append(sinks, notify.JSONL{W: out})
 	}
 	notifiers, err := cfg.Notifiers(nil)
 	if err != nil {
@@ -70,113 +77,84 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 		defer cancel()
 		notifiers.Close(ctx)
 	}()
-	var alerts, undelivered []alerting.Alert
-	var writeErr, sendErr error
-	engine, err := alerting.NewEngine(cfg.Detection, func(a alerting.Alert) {
-		alerts = append(alerts, a)
-		undelivered = append(undelivered, a)
-		if out == nil || writeErr != nil {
-			return
-		}
-		line, err := a.MarshalJSONLine()
-		if err == nil {
-			_, err = out.Write(line)
-		}
-		writeErr = err
-	})
+	var alerts []alerting.Alert
+	collect := alertFunc(func(a []alerting.Alert) { alerts = append(alerts, a...) })
+	sinks = append(append(sinks, collect), notifiers.Sinks...)
+	p, err := New(Options{Config: cfg, Rules: rules, Alerts: sinks, Partitions: 1, EndOfInput: true, Tally: true,
+		BatchSize: 5000, FlushInterval: time.Second})
 	if err != nil {
 		return nil, err
 	}
-	dcfg := cfg.DecoderConfig()
-	dec := ingest.NewDecoder(dcfg)
-	proc := NewProcessor(dec, rules, engine)
-	tally := NewTally()
-	maxBytes := dcfg.MaxMessageBytes
-	if maxBytes <= 0 {
-		maxBytes = 64 << 10
-	}
-	lines := ingest.NewLineReader(in, maxBytes)
 	start := time.Now()
-	lastProgress := start
-	summary := &Summary{Input: o.Input, Counts: proc.Counts(), Tally: tally, Top: o.Top}
-	var readErr error
-	for n := 0; ; n++ {
-		if n&4095 == 0 {
-			if err := ctx.Err(); err != nil {
-				readErr = fmt.Errorf("replay interrupted after %d lines: %w", lines.Line(), err)
-				break
-			}
-			if o.Progress && time.Since(lastProgress) > time.Second {
-				lastProgress = time.Now()
-				c := proc.Counts()
-				fmt.Fprintf(o.Stderr, "\r%d events, %.0f/s, watermark %s ", c.Messages,
-					float64(c.Messages)/time.Since(start).Seconds(), engine.Watermark().Format(time.DateTime))
-			}
-		}
-		line, err := lines.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			readErr = err
-			break
-		}
-		if lines.Truncated {
-			proc.Reject(&ingest.DecodeError{Reason: ingest.ReasonTooLarge, Msg: "line exceeds max_message_bytes"})
-			continue
-		}
-		if len(line) == 0 {
-			continue
-		}
-		res := proc.Process(line)
-		if res.Event != nil {
-			tally.Add(res.Event, res.Class.Cause)
-		}
-		if len(undelivered) > 0 {
-			// Delivered as they happen, not in a burst at the end.
-			sendErr = errors.Join(sendErr, deliver(ctx, notifiers.Sinks, undelivered))
-			undelivered = undelivered[:0]
-		}
-	}
+	var stopProgress func()
 	if o.Progress {
-		fmt.Fprint(o.Stderr, "\r\033[K")
+		stopProgress = progress(o.Stderr, p, start)
 	}
-	proc.Flush()
-	sendErr = errors.Join(sendErr, deliver(ctx, notifiers.Sinks, undelivered))
+	runErr := p.Run(ctx, &replaySource{src})
+	if stopProgress != nil {
+		stopProgress()
+	}
+	if runErr == nil && ctx.Err() != nil {
+		runErr = fmt.Errorf("replay interrupted after %d lines: %w", src.Line(), ctx.Err())
+	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	deliveryErr := errors.Join(sendErr, notifiers.Flush(fctx))
+	deliveryErr := notifiers.Flush(fctx)
 	cancel()
-	summary.Delivery = notifiers.Stats
+	summary := p.Summary(o.Input, time.Since(start))
+	summary.Top = o.Top
 	summary.Alerts = alerts
-	summary.Engine = engine.Stats()
-	summary.Elapsed = time.Since(start)
+	summary.Delivery = notifiers.Stats
 	if out != nil {
-		if err := out.Flush(); err != nil && writeErr == nil {
-			writeErr = err
+		err := out.Flush()
+		if cerr := outFile.Close(); err == nil {
+			err = cerr
 		}
-		if err := outFile.Close(); err != nil && writeErr == nil {
-			writeErr = err
-		}
-		if writeErr != nil {
-			return summary, fmt.Errorf("writing alerts to %s: %w", o.AlertsOut, writeErr)
+		if err != nil && runErr == nil {
+			runErr = fmt.Errorf("writing alerts to %s: %w", o.AlertsOut, err)
 		}
 	}
-	if readErr == nil && deliveryErr != nil {
-		return summary, fmt.Errorf("delivering alerts: %w", deliveryErr)
+	if runErr == nil && deliveryErr != nil {
+		runErr = fmt.Errorf("delivering alerts: %w", deliveryErr)
 	}
-	return summary, readErr
+	return summary, runErr
 }
 
-// deliver hands alerts to every notifier (they queue and deliver in the
-// background; Flush reports the outcome).
-func deliver(ctx context.Context, sinks []AlertSink, alerts []alerting.Alert) error {
-	var errs []error
-	for _, s := range sinks {
-		if len(alerts) > 0 {
-			if err := s.Send(ctx, alerts); err != nil {
-				errs = append(errs, err)
+// replaySource reports a read error as such, not as the end of input.
+type replaySource struct{ *ingest.FileSource }
+
+func (r *replaySource) Fetch(ctx context.Context) (ingest.Message, error) {
+	m, err := r.FileSource.Fetch(ctx)
+	if err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+		return m, fmt.Errorf("reading %s: %w", r.FileSource.Name(), err)
+	}
+	return m, err
+}
+
+// progress writes a progress line about once a second until stopped.
+func progress(w io.Writer, p *Pipeline, start time.Time) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(w, "\r\033[K")
+				return
+			case <-t.C:
+				n := p.Counters().Messages.Load()
+				fmt.Fprintf(w, "\r%d events, %.0f/s ", n, float64(n)/time.Since(start).Seconds())
 			}
 		}
-	}
-	return errors.Join(errs...)
+	}()
+	return func() { close(done); <-finished }
+}
+
+type alertFunc func([]alerting.Alert)
+
+func (f alertFunc) Send(_ context.Context, a []alerting.Alert) error {
+	f(a)
+	return nil
 }

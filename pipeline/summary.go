@@ -50,6 +50,39 @@ func (t *Tally) Add(ev *event.Event, cause event.Cause) {
 	add(t.terminals, ev.Terminal)
 }
 
+// Counts is a snapshot of the pipeline's counters for the summary.
+type Counts struct {
+	Messages uint64
+	Accepted uint64
+	Rejected [ingest.NumReasons]uint64
+	Late     uint64 // accepted but beyond the lateness bound: not detected on
+	Approved uint64
+	ByCause  [event.NumCauses]uint64 // declines by cause (index 0 unused)
+	// UnknownCodes counts codes the rules do not know, by code (bounded).
+	UnknownCodes map[string]uint64
+	// AmountDeclined sums amount_minor of declined attempts per currency.
+	AmountDeclined Amounts
+}
+
+// Summary reads the counters into a summary of the run so far. Call it
+// after Run returns.
+func (p *Pipeline) Summary(input string, elapsed time.Duration) *Summary {
+	c := &p.counters
+	counts := &Counts{Messages: c.Messages.Load(), Accepted: c.Accepted.Load(), Late: c.Late.Load(),
+		Approved: c.Approved.Load(), UnknownCodes: p.summary.unknownCodes, AmountDeclined: p.summary.amountDeclined}
+	for r := range counts.Rejected {
+		counts.Rejected[r] = c.Rejected[r].Load()
+	}
+	for i := range counts.ByCause {
+		counts.ByCause[i] = c.ByCause[i].Load()
+	}
+	s := &Summary{Input: input, Counts: counts, Tally: p.tally, Elapsed: elapsed}
+	if p.engine != nil {
+		s.Engine = p.engine.Stats()
+	}
+	return s
+}
+
 // Summary is everything the end-of-run report shows.
 type Summary struct {
 	Input   string

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -28,25 +27,6 @@ type Config struct {
 	MaxOpenConns int           `yaml:"max_open_conns"`
 	SchemaConfig `yaml:",inline"`
 	Writer       WriterConfig `yaml:"writer"`
-}
-
-// ApplyEnv applies DECLINEMON_CLICKHOUSE_ADDR (comma-separated),
-// _USERNAME and _PASSWORD.
-func (c *Config) ApplyEnv() {
-	if v, ok := os.LookupEnv("DECLINEMON_CLICKHOUSE_ADDR"); ok {
-		c.Addr = nil
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				c.Addr = append(c.Addr, a)
-			}
-		}
-	}
-	if v, ok := os.LookupEnv("DECLINEMON_CLICKHOUSE_USERNAME"); ok {
-		c.Username = v
-	}
-	if v, ok := os.LookupEnv("DECLINEMON_CLICKHOUSE_PASSWORD"); ok {
-		c.Password = secret.String(v)
-	}
 }
 
 // Validate checks the section.

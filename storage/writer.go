@@ -22,6 +22,9 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return "permanent storage error: " + e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// Permanent tells the pipeline to halt, not retry (its flush policy).
+func (e *PermanentError) Permanent() bool { return true }
+
 // WriterConfig tunes retries. Batching by size and time is the runner's
 // (kafka.batch_size, kafka.flush_interval): one Write per flush.
 type WriterConfig struct {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,7 +24,7 @@ func TestReplayCommandPrintsNoCardData(t *testing.T) {
 	}
 	out := filepath.Join(dir, "alerts.jsonl")
 	var stderr bytes.Buffer
-	if code := run([]string{"replay", "--input", in, "--alerts-out", out, "--top", "50"}, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"replay", "--input", in, "--alerts-out", out, "--top", "50"}, io.Discard, &stderr); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, stderr.String())
 	}
 	alerts, err := os.ReadFile(out)

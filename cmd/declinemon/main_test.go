@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,18 +15,27 @@ func TestExitCodes(t *testing.T) {
 	os.WriteFile(good, []byte(`{"event_id":"e1","ts":"2026-11-27T10:00:00Z","terminal_id":"T","merchant_id":"M","response_code":"00"}`+"\nnot json\n"), 0o644)
 	f := func(want int, args ...string) string {
 		t.Helper()
-		var stderr bytes.Buffer
-		if got := run(args, &stderr); got != want {
+		var stdout, stderr bytes.Buffer
+		if got := run(context.Background(), args, &stdout, &stderr); got != want {
 			t.Errorf("declinemon %v = %d, want %d; stderr:\n%s", args, got, want, stderr.String())
 		}
-		return stderr.String()
+		return stdout.String() + stderr.String()
 	}
 	f(2)
 	f(2, "frobnicate")
 	f(1, "health", "--url", "http://127.0.0.1:1/healthz")
 	f(2, "replay", "--bogus")
 	f(2, "replay", "--input", good, "extra")
-	f(1, "replay")
+	f(2, "replay")
+	f(2, "run", "--log-format", "xml")
+	for _, cmd := range []string{"run", "replay", "migrate", "health", "demo"} {
+		if out := f(0, cmd, "-h"); !strings.Contains(out, "usage: declinemon "+cmd) {
+			t.Errorf("%s -h: %s", cmd, out)
+		}
+	}
+	if out := f(0, "--help"); !strings.Contains(out, "declinemon replay") {
+		t.Errorf("--help: %s", out)
+	}
 	f(1, "replay", "--input", filepath.Join(dir, "missing.jsonl"))
 	f(1, "replay", "--input", good, "--config", filepath.Join(dir, "missing.yaml"))
 	out := f(0, "replay", "--input", good, "--alerts-out", filepath.Join(dir, "a.jsonl"))

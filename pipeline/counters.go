@@ -1,7 +1,10 @@
 package pipeline
 
 import (
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,29 +14,116 @@ import (
 	"github.com/declinemon/declinemon/ingest"
 )
 
-// DeliveryStats is what a notifier reports (notify.Stats satisfies it
-// through DeliveryCounts).
+// Counters are the pipeline's one set of counters: the replay summary
+// prints them and /metrics exports them (Metrics reads them at scrape
+// time, so the hot path pays one atomic add). Safe to read while Run runs.
+type Counters struct {
+	Messages, Bytes, Accepted, Approved atomic.Uint64
+	Rejected                            [ingest.NumReasons]atomic.Uint64
+	Late                                atomic.Uint64 // accepted, beyond the lateness bound: not detected on
+	ByCause                             [event.NumCauses]atomic.Uint64
+	DeadLettered, Forwarded             atomic.Uint64
+	Flushes, FlushRetries, Halts        atomic.Uint64
+	Committed                           atomic.Uint64 // messages whose offsets were committed
+	CommitNanos                         atomic.Int64  // latency of the last commit
+	Lag                                 atomic.Int64  // the source's total lag at the last flush
+	LastFlush                           atomic.Int64  // unix nanos of the last successful flush
+	Alerts                              atomic.Uint64
+	AlertsByKind                        [alerting.NumKinds][2]atomic.Uint64 // [kind][0 firing, 1 resolved]
+	ActiveByKind                        [alerting.NumKinds]atomic.Int64
+	DetectorScopes, DetectorRecords     atomic.Int64
+	EvictedIdle, EvictedCap             atomic.Uint64 // detector scopes evicted, by reason
+
+	mu           sync.Mutex
+	partitionLag map[string]int64 // "topic/partition" → messages behind, at the last commit
+}
+
+// PartitionLag returns, per "topic/partition", how many messages were
+// behind the partition's high watermark at the last commit.
+func (c *Counters) PartitionLag() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int64, len(c.partitionLag))
+	for k, v := range c.partitionLag {
+		out[k] = v
+	}
+	return out
+}
+
+func (c *Counters) setLag(positions []ingest.Position) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.partitionLag == nil {
+		c.partitionLag = map[string]int64{}
+	}
+	for _, p := range positions {
+		if p.HighWaterMark >= 0 {
+			c.partitionLag[p.Topic+"/"+strconv.Itoa(p.Partition)] = p.Lag()
+		}
+	}
+}
+
+func (c *Counters) setEngine(s alerting.Stats) {
+	c.DetectorScopes.Store(int64(s.Scopes))
+	c.DetectorRecords.Store(int64(s.Records))
+	c.EvictedIdle.Store(s.EvictedScopes - s.EvictedAtCap)
+	c.EvictedCap.Store(s.EvictedAtCap)
+}
+
+// summaryCounts are what only the summary shows: unbounded by nature
+// (codes, currencies), so kept off /metrics. Written by Run's goroutine.
+type summaryCounts struct {
+	unknownCodes   map[string]uint64
+	amountDeclined Amounts
+}
+
+// maxUnknownCodes bounds the unknown-code table: a garbage feed must not
+// grow it without limit. Codes beyond it are counted under "(other)".
+const maxUnknownCodes = 1000
+
+func (s *summaryCounts) decline(ev *event.Event, known bool) {
+	s.amountDeclined.Add(ev.Currency, ev.AmountMinor)
+	if !known {
+		code := ev.Code()
+		if _, ok := s.unknownCodes[code]; !ok && len(s.unknownCodes) >= maxUnknownCodes {
+			code = "(other)"
+		}
+		s.unknownCodes[code]++
+	}
+}
+
+// DeliveryStats is what a notifier reports (notify.Stats).
 type DeliveryStats interface {
 	DeliveryCounts() (sent, failed, dropped, retries uint64)
 }
 
-// Metrics exposes the runner's counters to Prometheus. Values are read
-// from the runner's atomics at scrape time, so the hot path pays nothing.
-// Labels come only from small fixed sets (reason, cause, kind, state,
-// stage, sink, topic/partition) — never terminal or merchant ids.
+// Metrics exports Counters to Prometheus. Labels come only from small
+// fixed sets (reason, cause, kind, state, stage, sink, topic/partition) —
+// never terminal or merchant ids.
 type Metrics struct {
-	stats   *RunStats
+	c       *Counters
+	halted  func() string
 	sinks   map[string]DeliveryStats
 	stages  *prometheus.HistogramVec
 	batches prometheus.Histogram
 	descs   map[string]*prometheus.Desc
 }
 
-// NewMetrics registers the runner's metrics on reg.
-func NewMetrics(reg prometheus.Registerer, stats *RunStats, sinks map[string]DeliveryStats) (*Metrics, error) {
-	m := &Metrics{stats: stats, sinks: sinks,
+// RegisterMetrics registers the pipeline's metrics on reg and makes them
+// its flush observer; sinks are the notifiers' delivery counts by name.
+func RegisterMetrics(reg prometheus.Registerer, p *Pipeline, sinks map[string]DeliveryStats) (*Metrics, error) {
+	m := newMetrics(&p.counters, p.Halted, sinks)
+	if err := m.register(reg); err != nil {
+		return nil, err
+	}
+	p.SetObserver(m)
+	return m, nil
+}
+
+func newMetrics(c *Counters, halted func() string, sinks map[string]DeliveryStats) *Metrics {
+	m := &Metrics{c: c, halted: halted, sinks: sinks,
 		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "declinemon_flush_stage_duration_seconds", Help: "Time per flush stage: store, dead_letters, forward, alerts, commit.",
+			Name: "declinemon_flush_stage_duration_seconds", Help: "Time per flush stage: alerts, store, dead_letters, forward, commit.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9)}, []string{"stage"}),
 		batches: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "declinemon_store_batch_events", Help: "Events per storage batch.",
@@ -43,7 +133,7 @@ func NewMetrics(reg prometheus.Registerer, stats *RunStats, sinks map[string]Del
 	d := func(name, help string, labels ...string) {
 		m.descs[name] = prometheus.NewDesc(name, help, labels, nil)
 	}
-	d("declinemon_messages_total", "Kafka messages consumed.")
+	d("declinemon_messages_total", "Messages consumed.")
 	d("declinemon_message_bytes_total", "Bytes of consumed message values.")
 	d("declinemon_events_accepted_total", "Messages accepted as valid events.")
 	d("declinemon_events_approved_total", "Accepted events that were approvals.")
@@ -51,25 +141,31 @@ func NewMetrics(reg prometheus.Registerer, stats *RunStats, sinks map[string]Del
 	d("declinemon_events_late_total", "Accepted events beyond the lateness bound (not detected on).")
 	d("declinemon_declines_total", "Declined or failed attempts, by cause.", "cause")
 	d("declinemon_dead_letters_total", "Messages written to the dead-letter topic.")
-	d("declinemon_forwarded_total", "Accepted messages forwarded to the detection stage.")
+	d("declinemon_forwarded_total", "Accepted events forwarded to the detection stage.")
 	d("declinemon_flushes_total", "Successful flushes (each ends with one commit).")
 	d("declinemon_flush_retries_total", "Failed flush attempts that were retried (storage, DLQ, commit problems).")
+	d("declinemon_flush_halts_total", "Flush attempts that failed with an error needing an operator (consumption halted).")
+	d("declinemon_flush_halted", "1 while consumption is halted by a permanent error (see /readyz for the reason).")
 	d("declinemon_committed_messages_total", "Messages whose offsets were committed.")
 	d("declinemon_commit_latency_seconds", "Latency of the last offset commit.")
 	d("declinemon_last_flush_timestamp_seconds", "Unix time of the last successful flush.")
-	d("declinemon_consumer_lag_messages", "Messages behind the partition's high watermark at the last flush.", "topic", "partition")
+	d("declinemon_consumer_lag_messages", "Messages behind the partition's high watermark at the last commit.", "topic", "partition")
 	d("declinemon_alerts_total", "Alert records raised, by kind and state.", "kind", "state")
 	d("declinemon_alerts_active", "Firing alerts, by kind.", "kind")
 	d("declinemon_detector_scopes", "Scopes (terminals, merchants, regions...) held by the detector.")
 	d("declinemon_detector_failure_records", "Failure records held for attribution.")
 	d("declinemon_detector_scopes_evicted_total", "Detector scopes evicted: idle (idle_ttl) or cap (max_scopes reached; rising means ids are flooding in).", "reason")
 	d("declinemon_alert_deliveries_total", "Alert deliveries by sink and result (sent, failed, dropped).", "sink", "result")
+	return m
+}
+
+func (m *Metrics) register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{m, m.stages, m.batches} {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // ObserveStage implements FlushObserver.
@@ -89,7 +185,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	s := m.stats
+	s := m.c
 	c := func(name string, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(m.descs[name], prometheus.CounterValue, float64(v), labels...)
 	}
@@ -111,6 +207,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	c("declinemon_forwarded_total", s.Forwarded.Load())
 	c("declinemon_flushes_total", s.Flushes.Load())
 	c("declinemon_flush_retries_total", s.FlushRetries.Load())
+	c("declinemon_flush_halts_total", s.Halts.Load())
+	halted := 0.0
+	if m.halted != nil && m.halted() != "" {
+		halted = 1
+	}
+	g("declinemon_flush_halted", halted)
 	c("declinemon_committed_messages_total", s.Committed.Load())
 	g("declinemon_commit_latency_seconds", time.Duration(s.CommitNanos.Load()).Seconds())
 	if t := s.LastFlush.Load(); t > 0 {

@@ -1,4 +1,4 @@
-package pipeline
+package demo
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	res, err := Demo(ctx, DemoOptions{Out: &out})
+	res, err := Run(ctx, Options{Out: &out})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
-package pipeline
+package ingest
 
 import (
-	"github.com/declinemon/declinemon/internal/secret"
-
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -15,12 +13,14 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
+	saslplain "github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/declinemon/declinemon/internal/secret"
 )
 
 // KafkaConfig is the `kafka:` section: where `declinemon run` reads from
-// and writes rejects to.
+// and writes rejects and forwards to.
 type KafkaConfig struct {
 	Brokers []string `yaml:"brokers"` // host:port, at least one
 	Topics  []string `yaml:"topics"`  // event-v1 topics to consume
@@ -28,8 +28,9 @@ type KafkaConfig struct {
 	// DLQTopic receives every rejected message, masked, with headers
 	// saying why and where from.
 	DLQTopic string `yaml:"dlq_topic"`
-	// ForwardTopic, when set, receives every accepted message unchanged:
-	// the feed of a separate detection stage (see README "Scaling out").
+	// ForwardTopic, when set, receives every accepted event, re-encoded
+	// from what the decoder accepted: the feed of a separate detection
+	// stage (see README "Scaling out").
 	ForwardTopic string `yaml:"forward_topic"`
 	// StartOffset for a group without committed offsets: earliest or latest.
 	StartOffset string `yaml:"start_offset"`
@@ -43,8 +44,12 @@ type KafkaConfig struct {
 	// ShutdownTimeout bounds the final flush and commit on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	ClientID        string        `yaml:"client_id"`
-	TLS             TLSConfig     `yaml:"tls"`
-	SASL            SASLConfig    `yaml:"sasl"`
+	// DLQMaxMessageBytes caps a dead letter (payload and headers) below
+	// what the dead-letter topic accepts (broker default 1 MB): a longer
+	// masked payload is truncated and says so in a header.
+	DLQMaxMessageBytes int        `yaml:"dlq_max_message_bytes"`
+	TLS                TLSConfig  `yaml:"tls"`
+	SASL               SASLConfig `yaml:"sasl"`
 }
 
 // TLSConfig enables TLS to the brokers.
@@ -64,7 +69,8 @@ type SASLConfig struct {
 	Password  secret.String `yaml:"password"`
 }
 
-func (k KafkaConfig) withDefaults() KafkaConfig {
+// WithDefaults fills every zero field with its default.
+func (k KafkaConfig) WithDefaults() KafkaConfig {
 	if k.GroupID == "" {
 		k.GroupID = "declinemon"
 	}
@@ -95,40 +101,10 @@ func (k KafkaConfig) withDefaults() KafkaConfig {
 	if k.ClientID == "" {
 		k.ClientID = "declinemon"
 	}
+	if k.DLQMaxMessageBytes == 0 {
+		k.DLQMaxMessageBytes = 1_000_000
+	}
 	return k
-}
-
-// applyEnv applies DECLINEMON_KAFKA_* overrides.
-func (k *KafkaConfig) applyEnv() {
-	list := func(v string) []string {
-		var out []string
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	if v, ok := os.LookupEnv("DECLINEMON_KAFKA_BROKERS"); ok {
-		k.Brokers = list(v)
-	}
-	if v, ok := os.LookupEnv("DECLINEMON_KAFKA_TOPICS"); ok {
-		k.Topics = list(v)
-	}
-	str := map[string]*string{
-		"DECLINEMON_KAFKA_GROUP_ID":      &k.GroupID,
-		"DECLINEMON_KAFKA_DLQ_TOPIC":     &k.DLQTopic,
-		"DECLINEMON_KAFKA_FORWARD_TOPIC": &k.ForwardTopic,
-		"DECLINEMON_KAFKA_SASL_USERNAME": &k.SASL.Username,
-	}
-	for env, p := range str {
-		if v, ok := os.LookupEnv(env); ok {
-			*p = v
-		}
-	}
-	if v, ok := os.LookupEnv("DECLINEMON_KAFKA_SASL_PASSWORD"); ok {
-		k.SASL.Password = secret.String(v)
-	}
 }
 
 // Validate checks everything `run` needs before connecting, with the
@@ -158,6 +134,9 @@ func (k KafkaConfig) Validate() error {
 	}
 	if k.BatchSize < 1 || k.FlushInterval < 10*time.Millisecond || k.MaxWait <= 0 || k.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("kafka.batch_size must be >= 1, flush_interval >= 10ms, max_wait and shutdown_timeout > 0"))
+	}
+	if k.DLQMaxMessageBytes < 4096 {
+		errs = append(errs, fmt.Errorf("kafka.dlq_max_message_bytes %d: want at least 4096", k.DLQMaxMessageBytes))
 	}
 	if k.MinBytes < 1 || k.MaxBytes < k.MinBytes {
 		errs = append(errs, errors.New("kafka.min_bytes must be >= 1 and <= max_bytes"))
@@ -217,7 +196,7 @@ func (k KafkaConfig) saslMechanism() (sasl.Mechanism, error) {
 	}
 	switch strings.ToUpper(s.Mechanism) {
 	case "PLAIN":
-		return plain.Mechanism{Username: s.Username, Password: s.Password.Reveal()}, nil
+		return saslplain.Mechanism{Username: s.Username, Password: s.Password.Reveal()}, nil
 	case "SCRAM-SHA-256", "SCRAM-SHA-512":
 		alg := scram.SHA256
 		if strings.HasSuffix(strings.ToUpper(s.Mechanism), "512") {

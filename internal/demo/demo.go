@@ -1,4 +1,10 @@
-package pipeline
+// Package demo is `declinemon demo`: the live pipeline with zero external
+// services — an in-process Kafka-protocol broker (kfake), loadgen's demo
+// scenario produced into it through kafka-go, and the real `run` path
+// consuming it through a kafka-go consumer group. It is linked into the
+// binary only when built with the "demo" tag (make demo), so production
+// builds carry no in-memory broker.
+package demo
 
 import (
 	"context"
@@ -12,35 +18,37 @@ import (
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/alerting/scenario"
 	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
+	"github.com/declinemon/declinemon/pipeline"
 )
 
-// DemoOptions configure `declinemon demo`.
-type DemoOptions struct {
+// Options configure `declinemon demo`.
+type Options struct {
 	// Speed replays event time this many times faster than real time
 	// (0: as fast as possible).
 	Speed float64
 	// Config is the base configuration (HTTP, detection, notifiers); its
 	// kafka section is replaced by the in-process broker.
-	Config Config
+	Config pipeline.Config
 	Log    *zap.Logger
 	Out    io.Writer // the banner and alerts, for people
+	// Scenario to play; nil: the demo morning (scenario.Demo).
+	Scenario *scenario.Scenario
 	// Runner is called with the runner before it starts (metrics, HTTP).
-	Runner func(*Runner)
+	Runner func(*pipeline.Runner)
 }
 
-// DemoResult is what the demo raised against what it injected.
-type DemoResult struct {
+// Result is what the demo raised against what it injected.
+type Result struct {
 	Truth  scenario.Truth
 	Alerts []alerting.Alert
-	Stats  *RunStats
+	Stats  *pipeline.Counters
 }
 
-// Demo runs the whole live pipeline with zero external services: an
-// in-process Kafka-protocol broker (kfake), the demo scenario produced into
-// it by loadgen's producer (kafka-go), and the real `run` loop consuming it
-// through a kafka-go consumer group. It returns when the scenario has been
-// consumed (or ctx ends), after a clean shutdown.
-func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
+// Run plays the demo scenario through the in-process broker into the real
+// `run` path. It returns when the scenario has been consumed (or ctx
+// ends), after a clean shutdown.
+func Run(ctx context.Context, o Options) (*Result, error) {
 	const topic = "pos.events"
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, topic), kfake.AllowAutoTopicCreation())
 	if err != nil {
@@ -50,6 +58,9 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 	brokers := cluster.ListenAddrs()
 
 	s := scenario.Demo()
+	if o.Scenario != nil {
+		s = *o.Scenario
+	}
 	truth, err := s.Generate(func(*event.Event) {})
 	if err != nil {
 		return nil, err
@@ -58,7 +69,7 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 		o.Out = io.Discard
 	}
 	fmt.Fprintf(o.Out, "declinemon demo: in-process Kafka at %s, topic %s; %d terminals, %s of traffic from %s\n",
-		brokers[0], topic, 3000, time.Duration(s.Duration), s.Start.Format("2006-01-02 15:04 -07:00"))
+		brokers[0], topic, s.Fleet.Terminals, time.Duration(s.Duration), s.Start.Format("2006-01-02 15:04 -07:00"))
 	if o.Speed > 0 {
 		fmt.Fprintf(o.Out, "event time runs %.0fx faster than the clock: the first incident starts after ~%s\n", o.Speed,
 			(time.Duration(s.Incidents[0].At) / time.Duration(o.Speed)).Round(time.Second))
@@ -69,7 +80,7 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 	}
 
 	cfg := o.Config
-	cfg.Kafka = KafkaConfig{Brokers: brokers, Topics: []string{topic}, GroupID: "declinemon-demo", DLQTopic: "declinemon.dlq",
+	cfg.Kafka = ingest.KafkaConfig{Brokers: brokers, Topics: []string{topic}, GroupID: "declinemon-demo", DLQTopic: "declinemon.dlq",
 		BatchSize: 2000, FlushInterval: 250 * time.Millisecond, MaxWait: 50 * time.Millisecond}
 	var alerts []alerting.Alert
 	collect := alertFunc(func(a []alerting.Alert) { alerts = append(alerts, a...) })
@@ -83,7 +94,7 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 				a.DetectedAt.Format("15:04:05"), a.Summary, a.Remedy)
 		}
 	})
-	r, err := NewRunner(RunOptions{Config: cfg, Alerts: []AlertSink{collect, console}, Log: o.Log})
+	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Alerts: []pipeline.AlertSink{collect, console}, Log: o.Log, EndOfInput: true})
 	if err != nil {
 		return nil, err
 	}
@@ -112,11 +123,8 @@ func Demo(ctx context.Context, o DemoOptions) (*DemoResult, error) {
 	if err := <-done; err != nil {
 		return nil, err
 	}
-	if e := r.Engine(); e != nil {
-		e.Flush()
-	}
 	fmt.Fprintf(o.Out, "declinemon demo: consumed %d events, raised %d alert records\n", r.Stats().Messages.Load(), len(alerts))
-	return &DemoResult{Truth: truth, Alerts: alerts, Stats: r.Stats()}, nil
+	return &Result{Truth: truth, Alerts: alerts, Stats: r.Stats()}, nil
 }
 
 type alertFunc func([]alerting.Alert)

@@ -4,8 +4,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/declinemon/declinemon/alerting"
-	"github.com/declinemon/declinemon/classify"
 	"github.com/declinemon/declinemon/ingest"
 )
 
@@ -24,29 +22,32 @@ func realistic(b testing.TB, n int) [][]byte {
 	return msgs
 }
 
-// BenchmarkDecodeClassify is the hot path without detection.
-func BenchmarkDecodeClassify(b *testing.B) { benchProcess(b, nil) }
+// BenchmarkPathDecodeClassify is the processing path without detection
+// or sinks: decode, classify, count, track the position.
+func BenchmarkPathDecodeClassify(b *testing.B) { benchPath(b, true) }
 
-// BenchmarkDecodeClassifyDetect adds the windowed counts per scope and cause
-// and detection.
-func BenchmarkDecodeClassifyDetect(b *testing.B) {
-	eng, err := alerting.NewEngine(alerting.Config{}, func(alerting.Alert) {})
+// BenchmarkPathDecodeClassifyDetect adds the event-time merge, the
+// windowed counts per scope and cause, and detection.
+func BenchmarkPathDecodeClassifyDetect(b *testing.B) { benchPath(b, false) }
+
+func benchPath(b *testing.B, noDetection bool) {
+	msgs := realistic(b, 4096)
+	var cfg Config
+	cfg.DisableDetection = noDetection
+	p, err := New(Options{Config: cfg, Partitions: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchProcess(b, eng)
-}
-
-func benchProcess(b *testing.B, eng *alerting.Engine) {
-	msgs := realistic(b, 4096)
-	p := NewProcessor(ingest.NewDecoder(ingest.DecoderConfig{}), classify.Default(), eng)
+	topic := []byte("t")
 	b.ReportAllocs()
 	b.SetBytes(int64(len(msgs[0])))
 	i := 0
 	for b.Loop() {
-		if r := p.Process(msgs[i&4095]); r.Reject != nil {
-			b.Fatal(r.Reject)
-		}
+		m := ingest.Message{Value: msgs[i&4095], Topic: "t", Offset: int64(i), HighWaterMark: -1, OriginTopic: topic}
+		p.handle(&m)
 		i++
+	}
+	if p.Counters().Accepted.Load() != uint64(i) {
+		b.Fatalf("accepted %d of %d", p.Counters().Accepted.Load(), i)
 	}
 }

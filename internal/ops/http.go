@@ -1,6 +1,12 @@
-package pipeline
+// Package ops serves declinemon's operational HTTP endpoints: /metrics,
+// /healthz, /readyz and /alerts, behind optional bearer or basic auth.
+// It knows nothing of the pipeline; the command wires it with a
+// Prometheus gatherer, a readiness check and the firing alerts.
+package ops
 
 import (
+	"net"
+
 	"github.com/declinemon/declinemon/internal/secret"
 
 	"context"
@@ -122,41 +128,18 @@ func authenticate(cfg HTTPConfig, next http.Handler) http.Handler {
 	})
 }
 
-// Pinger is implemented by stores that can say whether they are reachable
-// (and migrated).
-type Pinger interface {
-	Ping(ctx context.Context) error
-}
-
-// Ready reports whether a broker answers and the store is reachable.
-func (r *Runner) Ready(ctx context.Context) error {
-	dialer, _, err := r.kc.dialer()
+// Serve listens on cfg's address and serves h in the background; nil
+// server when the endpoints are disabled ("off").
+func Serve(cfg HTTPConfig, h http.Handler) (*http.Server, net.Addr, error) {
+	addr := cfg.Addr()
+	if addr == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return err
+		return nil, nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	var errs []error
-	reachable := false
-	for _, b := range r.kc.Brokers {
-		conn, err := dialer.DialContext(ctx, "tcp", b)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		_, err = conn.Brokers()
-		conn.Close()
-		if err == nil {
-			reachable = true
-			break
-		}
-		errs = append(errs, err)
-	}
-	if !reachable {
-		return fmt.Errorf("no kafka broker reachable: %w", errors.Join(errs...))
-	}
-	if p, ok := r.store.(Pinger); ok {
-		if err := p.Ping(ctx); err != nil {
-			return fmt.Errorf("storage: %w", err)
-		}
-	}
-	return nil
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return srv, ln.Addr(), nil
 }

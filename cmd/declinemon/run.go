@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/declinemon/declinemon/alerting/notify"
+	"github.com/declinemon/declinemon/internal/ops"
+	"github.com/declinemon/declinemon/pipeline"
+	"github.com/declinemon/declinemon/storage"
+)
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newFlags("run", "--config FILE [flags]", stdout).
+		withConfig("YAML configuration file (kafka: section required, or DECLINEMON_KAFKA_* env)").withLogging("json")
+	rulesPath := f.String("rules", "", "classification rules file (default: embedded)")
+	alertsOut := f.String("alerts-out", "", "also append alerts-v1 JSONL here")
+	if code, ok := f.parse(args, stderr); !ok {
+		return code
+	}
+	log := f.logger(stderr)
+	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
+	cfg, ok := f.loadConfig(log)
+	if !ok {
+		return 1
+	}
+	rules, err := cfg.LoadRules(*rulesPath)
+	if err != nil {
+		log.Error("loading rules", zap.Error(err))
+		return 1
+	}
+	notifiers, err := cfg.Notifiers(log)
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	sinks := append([]pipeline.AlertSink{notify.Log{Log: log}}, notifiers.Sinks...)
+	if *alertsOut != "" {
+		out, err := os.OpenFile(*alertsOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			log.Error("opening alerts output", zap.Error(err))
+			return 1
+		}
+		defer out.Close()
+		sinks = append(sinks, notify.JSONL{W: out})
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var store pipeline.Store
+	if cfg.ClickHouse.Enabled() {
+		client, err := openStorage(ctx, cfg.ClickHouse, log)
+		if err != nil {
+			log.Error("storage", zap.Error(err))
+			return 1
+		}
+		defer client.Close()
+		w := storage.NewWriter(client, cfg.ClickHouse.Writer)
+		reg.MustRegister(w)
+		store = w
+		sinks = append(sinks, client) // the alerts table
+	} else {
+		log.Warn("no clickhouse.addr: events are not stored (alerting only)")
+	}
+	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Store: store, Alerts: sinks, Log: log})
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	srv, err := serveOps(cfg.HTTP, reg, r, notifiers, log)
+	if err != nil {
+		log.Error("http", zap.Error(err))
+		return 1
+	}
+	runErr := r.Run(ctx)
+	// Reverse order: the runner has flushed and committed; deliver queued
+	// alerts, then stop serving.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	notifiers.Close(sctx)
+	if srv != nil {
+		srv.Shutdown(sctx)
+	}
+	if runErr != nil {
+		log.Error("run failed", zap.Error(runErr))
+		return 1
+	}
+	return 0
+}
+
+// serveOps registers the runner's metrics and serves the operational
+// endpoints; nil server when disabled.
+func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, notifiers *pipeline.Notifiers, log *zap.Logger) (*http.Server, error) {
+	if _, err := pipeline.RegisterMetrics(reg, r.Pipeline, notifiers.Stats); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	srv, addr, err := ops.Serve(cfg, ops.NewHandler(cfg, ops.Endpoints{Gatherer: reg, Ready: r.Ready, Active: r.ActiveAlerts}))
+	if err != nil || srv == nil {
+		return nil, err
+	}
+	log.Info("serving /metrics /healthz /readyz /alerts", zap.String("addr", addr.String()))
+	return srv, nil
+}
+
+// openStorage connects and migrates.
+func openStorage(ctx context.Context, cfg storage.Config, log *zap.Logger) (*storage.Client, error) {
+	client, err := storage.Open(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	applied, err := storage.Migrate(mctx, client, cfg.SchemaConfig)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("migrating: %w", err)
+	}
+	log.Info("clickhouse schema ready", zap.Strings("applied", applied), zap.Int("version", storage.Latest()))
+	return client, nil
+}
+
+func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newFlags("migrate", "--config FILE", stdout).
+		withConfig("YAML configuration file (clickhouse: section, or DECLINEMON_CLICKHOUSE_* env)").withLogging("console")
+	if code, ok := f.parse(args, stderr); !ok {
+		return code
+	}
+	log := f.logger(stderr)
+	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
+	cfg, ok := f.loadConfig(log)
+	if !ok {
+		return 1
+	}
+	if !cfg.ClickHouse.Enabled() {
+		log.Error("clickhouse.addr is not set")
+		return 1
+	}
+	client, err := openStorage(ctx, cfg.ClickHouse, log)
+	if err != nil {
+		log.Error("storage", zap.Error(err))
+		return 1
+	}
+	client.Close()
+	return 0
+}
+
+// healthCmd is the container healthcheck: the distroless image has no
+// shell or curl.
+func healthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	f := newFlags("health", "[--url URL]", stdout)
+	url := f.String("url", "http://127.0.0.1:9464/healthz", "endpoint to check")
+	if code, ok := f.parse(args, stderr); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "health:", err)
+		return 2
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "health:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "health:", resp.Status)
+		return 1
+	}
+	return 0
+}

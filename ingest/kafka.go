@@ -1,0 +1,297 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/declinemon/declinemon/internal/ratelog"
+)
+
+// KafkaSource consumes event-v1 topics in a consumer group
+// (segmentio/kafka-go): Fetch hands out messages in fetch order, Commit
+// commits processed positions. It connects lazily.
+type KafkaSource struct {
+	cfg    KafkaConfig
+	dialer *kafka.Dialer
+	reader *kafka.Reader
+	errLog *ratelog.Logger
+	topics map[string][]byte // topic names as bytes, so Fetch does not allocate them
+}
+
+// NewKafkaSource validates cfg (defaults applied) and builds the consumer.
+func NewKafkaSource(cfg KafkaConfig, log *zap.Logger) (*KafkaSource, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid kafka config: %w", err)
+	}
+	dialer, _, err := cfg.dialer()
+	if err != nil {
+		return nil, err
+	}
+	s := &KafkaSource{cfg: cfg, dialer: dialer, errLog: ratelog.New(log, 10*time.Second), topics: map[string][]byte{}}
+	start := kafka.FirstOffset
+	if cfg.StartOffset == "latest" {
+		start = kafka.LastOffset
+	}
+	s.reader = kafka.NewReader(kafka.ReaderConfig{
+		Brokers: cfg.Brokers, GroupID: cfg.GroupID, GroupTopics: cfg.Topics, Dialer: dialer,
+		MinBytes: cfg.MinBytes, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, StartOffset: start,
+		QueueCapacity: 1000, ReadBatchTimeout: 10 * time.Second,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			s.errLog.Warn("kafka reader", "reader", zap.String("error", fmt.Sprintf(msg, args...)))
+		}),
+	})
+	return s, nil
+}
+
+// Config is the configuration in use, defaults applied.
+func (s *KafkaSource) Config() KafkaConfig { return s.cfg }
+
+// ErrSourceClosed is returned by Fetch once the consumer is closed.
+var ErrSourceClosed = errors.New("kafka consumer closed")
+
+// Fetch blocks until a message arrives or ctx ends. Transient errors
+// (broker down, rebalance) are logged at a bounded rate and retried.
+func (s *KafkaSource) Fetch(ctx context.Context) (Message, error) {
+	for {
+		m, err := s.reader.FetchMessage(ctx)
+		if err == nil {
+			return s.message(&m), nil
+		}
+		if ctx.Err() != nil {
+			return Message{}, ctx.Err()
+		}
+		if errors.Is(err, io.EOF) {
+			return Message{}, ErrSourceClosed
+		}
+		s.errLog.Warn("fetching message", "fetch", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (s *KafkaSource) message(m *kafka.Message) Message {
+	topic, ok := s.topics[m.Topic]
+	if !ok {
+		topic = []byte(m.Topic)
+		s.topics[m.Topic] = topic
+	}
+	out := Message{Key: m.Key, Value: m.Value, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
+		HighWaterMark: m.HighWaterMark, Time: m.Time, OriginTopic: topic, OriginPartition: m.Partition}
+	// A forwarding ingest instance names the partition the event was first
+	// produced to; the detection stage orders by it.
+	var origin []byte
+	partition := -1
+	for _, h := range m.Headers {
+		switch h.Key {
+		case HeaderSourceTopic:
+			origin = h.Value
+		case HeaderSourcePartition:
+			if n, ok := atoi(h.Value); ok {
+				partition = n
+			}
+		}
+	}
+	if origin != nil && partition >= 0 {
+		out.OriginTopic, out.OriginPartition = origin, partition
+	}
+	return out
+}
+
+func atoi(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// CommitError is a failed commit: typically a rebalance took the
+// partitions away, and their new owner re-reads from the last commit.
+type CommitError struct{ Err error }
+
+func (e *CommitError) Error() string { return "committing offsets: " + e.Err.Error() }
+func (e *CommitError) Unwrap() error { return e.Err }
+
+// Commit commits the given positions (the last processed message of each
+// partition).
+func (s *KafkaSource) Commit(ctx context.Context, positions []Position) error {
+	msgs := make([]kafka.Message, len(positions))
+	for i, p := range positions {
+		msgs[i] = kafka.Message{Topic: p.Topic, Partition: p.Partition, Offset: p.Offset}
+	}
+	if err := s.reader.CommitMessages(ctx, msgs...); err != nil {
+		return &CommitError{err}
+	}
+	return nil
+}
+
+// Lag is the consumer's total lag as the reader last saw it.
+func (s *KafkaSource) Lag() int64 { return s.reader.Stats().Lag }
+
+// Ready reports whether a broker answers.
+func (s *KafkaSource) Ready(ctx context.Context) error {
+	var errs []error
+	for _, b := range s.cfg.Brokers {
+		conn, err := s.dialer.DialContext(ctx, "tcp", b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		_, err = conn.Brokers()
+		conn.Close()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("no kafka broker reachable: %w", errors.Join(errs...))
+}
+
+// Close leaves the group at once, so it rebalances without waiting for
+// the session to time out.
+func (s *KafkaSource) Close() error { return s.reader.Close() }
+
+func newWriter(cfg KafkaConfig, topic string) (*kafka.Writer, error) {
+	_, transport, err := cfg.dialer()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: topic, Transport: transport, RequiredAcks: kafka.RequireAll,
+		Balancer: &kafka.Hash{}, BatchSize: 1000, BatchTimeout: 5 * time.Millisecond, AllowAutoTopicCreation: true,
+		BatchBytes: int64(cfg.MaxBytes) + 1<<20}, nil
+}
+
+// DeadLetterTopic writes dead letters to kafka.dlq_topic.
+type DeadLetterTopic struct {
+	w        *kafka.Writer
+	maxBytes int
+	log      *ratelog.Logger
+	// Refused counts dead letters the broker refused for good (too large
+	// for the topic even after truncation): counted and logged, never a
+	// reason to stop the partition.
+	Refused atomic.Uint64
+}
+
+// NewDeadLetterTopic builds the writer (connecting lazily).
+func NewDeadLetterTopic(cfg KafkaConfig, log *zap.Logger) (*DeadLetterTopic, error) {
+	cfg = cfg.WithDefaults()
+	w, err := newWriter(cfg, cfg.DLQTopic)
+	if err != nil {
+		return nil, err
+	}
+	return &DeadLetterTopic{w: w, maxBytes: cfg.DLQMaxMessageBytes, log: ratelog.New(log, 10*time.Second)}, nil
+}
+
+// Write makes the dead letters durable. It returns those still to retry
+// with the error; letters refused for good are counted and dropped.
+func (d *DeadLetterTopic) Write(ctx context.Context, letters []DeadLetter) ([]DeadLetter, error) {
+	msgs := make([]kafka.Message, len(letters))
+	for i := range letters {
+		msgs[i] = d.message(&letters[i])
+	}
+	err := d.w.WriteMessages(ctx, msgs...)
+	if err == nil {
+		return nil, nil
+	}
+	var werrs kafka.WriteErrors
+	if !errors.As(err, &werrs) || len(werrs) != len(letters) {
+		return letters, err
+	}
+	var retry []DeadLetter
+	var last error
+	for i, e := range werrs {
+		switch {
+		case e == nil:
+		case errors.Is(e, kafka.MessageSizeTooLarge):
+			d.Refused.Add(1)
+			d.log.Error("dead letter refused by the broker as too large; dropped (lower kafka.dlq_max_message_bytes)", "refused",
+				zap.String("source_topic", letters[i].Topic), zap.Int("source_partition", letters[i].Partition),
+				zap.Int64("source_offset", letters[i].Offset), zap.Int("bytes", len(msgs[i].Value)))
+		default:
+			retry = append(retry, letters[i])
+			last = e
+		}
+	}
+	if len(retry) == 0 {
+		return nil, nil
+	}
+	return retry, fmt.Errorf("%d of %d dead letters not written: %w", len(retry), len(letters), last)
+}
+
+// message encodes a dead letter, truncating its payload so that payload
+// and headers stay within maxBytes.
+func (d *DeadLetterTopic) message(l *DeadLetter) kafka.Message {
+	h := []kafka.Header{
+		{Key: HeaderReason, Value: []byte(l.Reason.String())},
+		{Key: HeaderField, Value: []byte(l.Field)},
+		{Key: HeaderError, Value: []byte(l.Error)},
+		{Key: HeaderSourceTopic, Value: []byte(l.Topic)},
+		{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(l.Partition), 10)},
+		{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, l.Offset, 10)},
+		{Key: HeaderSourceTime, Value: []byte(l.Time.UTC().Format(time.RFC3339Nano))},
+		{Key: HeaderRejectedAt, Value: []byte(l.RejectedAt.UTC().Format(time.RFC3339Nano))},
+	}
+	size := len(l.Key) + 64 // record overhead
+	for _, x := range h {
+		size += len(x.Key) + len(x.Value) + 8
+	}
+	value := l.Value
+	if room := d.maxBytes - size - 64; len(value) > room {
+		h = append(h, kafka.Header{Key: HeaderTruncated, Value: strconv.AppendInt(nil, int64(len(value)), 10)})
+		value = value[:max(room, 0)]
+	}
+	return kafka.Message{Key: l.Key, Value: value, Headers: h}
+}
+
+// Close flushes and closes the writer.
+func (d *DeadLetterTopic) Close() error { return d.w.Close() }
+
+// ForwardTopic writes accepted events to kafka.forward_topic for a
+// separate detection stage, with their origin in headers.
+type ForwardTopic struct{ w *kafka.Writer }
+
+// NewForwardTopic builds the writer (connecting lazily).
+func NewForwardTopic(cfg KafkaConfig) (*ForwardTopic, error) {
+	cfg = cfg.WithDefaults()
+	w, err := newWriter(cfg, cfg.ForwardTopic)
+	if err != nil {
+		return nil, err
+	}
+	return &ForwardTopic{w: w}, nil
+}
+
+// Write makes the forwards durable (all or, with the error, all again).
+func (f *ForwardTopic) Write(ctx context.Context, fwd []Forward) ([]Forward, error) {
+	msgs := make([]kafka.Message, len(fwd))
+	for i, x := range fwd {
+		msgs[i] = kafka.Message{Key: x.Key, Value: x.Value, Headers: []kafka.Header{
+			{Key: HeaderSourceTopic, Value: x.OriginTopic},
+			{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(x.OriginPartition), 10)},
+		}}
+	}
+	if err := f.w.WriteMessages(ctx, msgs...); err != nil {
+		return fwd, err
+	}
+	return nil, nil
+}
+
+// Close flushes and closes the writer.
+func (f *ForwardTopic) Close() error { return f.w.Close() }

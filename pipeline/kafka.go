@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	"github.com/declinemon/declinemon/alerting"
+	"github.com/declinemon/declinemon/classify"
+	"github.com/declinemon/declinemon/ingest"
+)
+
+// RunOptions configure a Runner.
+type RunOptions struct {
+	Config Config
+	Rules  *classify.Rules
+	Store  Store       // nil: events are not stored
+	Alerts []AlertSink // where alert records go at each flush
+	Log    *zap.Logger
+	// EndOfInput: the stream ends when Run does (the demo), so detection
+	// is run to its end at shutdown.
+	EndOfInput bool
+}
+
+// Runner is `declinemon run`: the pipeline on a Kafka consumer group, with
+// the dead-letter topic and, when configured, the forward topic.
+type Runner struct {
+	*Pipeline
+	source  *ingest.KafkaSource
+	dead    *ingest.DeadLetterTopic
+	forward *ingest.ForwardTopic
+	store   Store
+	log     *zap.Logger
+}
+
+// NewRunner validates the configuration and builds the runner. It does not
+// connect yet.
+func NewRunner(o RunOptions) (*Runner, error) {
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	src, err := ingest.NewKafkaSource(o.Config.Kafka, o.Log)
+	if err != nil {
+		return nil, err
+	}
+	kc := src.Config()
+	r := &Runner{source: src, store: o.Store, log: o.Log}
+	if r.dead, err = ingest.NewDeadLetterTopic(kc, o.Log); err != nil {
+		return nil, err
+	}
+	po := Options{Config: o.Config, Rules: o.Rules, Store: o.Store, Alerts: o.Alerts, DeadLetters: r.dead, Log: o.Log,
+		BatchSize: kc.BatchSize, FlushInterval: kc.FlushInterval, ShutdownTimeout: kc.ShutdownTimeout, EndOfInput: o.EndOfInput}
+	if kc.ForwardTopic != "" {
+		if r.forward, err = ingest.NewForwardTopic(kc); err != nil {
+			return nil, err
+		}
+		po.Forward = r.forward
+	}
+	if r.Pipeline, err = New(po); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Stats returns the live counters.
+func (r *Runner) Stats() *Counters { return r.Counters() }
+
+// ActiveAlerts returns the firing alerts as of the last flush.
+func (r *Runner) ActiveAlerts() []alerting.Alert { return r.Active() }
+
+// DeadLettersRefused counts dead letters the broker refused for good.
+func (r *Runner) DeadLettersRefused() uint64 { return r.dead.Refused.Load() }
+
+// Run consumes until ctx is cancelled, then flushes and commits what it
+// processed and leaves the group at once. It returns nil on a clean stop.
+func (r *Runner) Run(ctx context.Context) error {
+	kc := r.source.Config()
+	r.log.Info("consuming", zap.Strings("brokers", kc.Brokers), zap.Strings("topics", kc.Topics),
+		zap.String("group_id", kc.GroupID), zap.String("dlq_topic", kc.DLQTopic), zap.Bool("detection", r.Engine() != nil))
+	runErr := r.Pipeline.Run(ctx, r.source)
+	closers := []func() error{r.source.Close, r.dead.Close}
+	if r.forward != nil {
+		closers = append(closers, r.forward.Close)
+	}
+	for _, c := range closers {
+		if err := c(); err != nil && runErr == nil {
+			runErr = fmt.Errorf("closing kafka clients: %w", err)
+		}
+	}
+	r.log.Info("stopped", zap.Uint64("messages", r.Counters().Messages.Load()), zap.Uint64("committed", r.Counters().Committed.Load()))
+	return runErr
+}
+
+// Pinger is implemented by stores that can say whether they are reachable
+// (and migrated).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Ready reports whether a broker answers, the store is reachable and no
+// stage has halted consumption.
+func (r *Runner) Ready(ctx context.Context) error {
+	if reason := r.Halted(); reason != "" {
+		return errors.New("consumption halted: " + reason)
+	}
+	if err := r.source.Ready(ctx); err != nil {
+		return err
+	}
+	if p, ok := r.store.(Pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("storage: %w", err)
+		}
+	}
+	return nil
+}

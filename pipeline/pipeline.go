@@ -1,0 +1,271 @@
+// Package pipeline is declinemon's one processing path. A source's
+// messages (a JSONL file, a Kafka consumer group) are decoded (ingest),
+// classified (classify), merged across partitions by event time and fed to
+// the detector (alerting); a flush then makes everything durable through
+// an ordered list of named stages — alerts to each sink, events to
+// storage, dead letters, forwards — and only then does the source commit.
+// `run`, `replay` and `demo` all go through Pipeline.Run, so replay raises
+// what the live service raises by construction.
+//
+// It also holds what wires the path: the composed configuration, the
+// counters that feed both /metrics and the replay summary, and the summary.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/declinemon/declinemon/alerting"
+	"github.com/declinemon/declinemon/classify"
+	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
+	"github.com/declinemon/declinemon/internal/ratelog"
+)
+
+// Source delivers messages and commits processed positions (ingest's
+// FileSource and KafkaSource).
+type Source interface {
+	// Fetch blocks for the next message; io.EOF ends the input.
+	Fetch(ctx context.Context) (ingest.Message, error)
+	// Commit records that every message up to these positions is done.
+	Commit(ctx context.Context, positions []ingest.Position) error
+}
+
+// Store keeps accepted events; Write returns once the batch is durable.
+type Store interface {
+	Write(ctx context.Context, batch []event.Classified) error
+}
+
+// AlertSink receives alert records at each flush.
+type AlertSink interface {
+	Send(ctx context.Context, alerts []alerting.Alert) error
+}
+
+// DeadLetterSink keeps rejected messages; it returns what is left to retry.
+type DeadLetterSink interface {
+	Write(ctx context.Context, letters []ingest.DeadLetter) ([]ingest.DeadLetter, error)
+}
+
+// ForwardSink passes accepted events on; it returns what is left to retry.
+type ForwardSink interface {
+	Write(ctx context.Context, fwd []ingest.Forward) ([]ingest.Forward, error)
+}
+
+// Options configure a Pipeline. Nil sinks are skipped.
+type Options struct {
+	Config      Config
+	Rules       *classify.Rules // nil: the embedded rules
+	Store       Store
+	Alerts      []AlertSink
+	DeadLetters DeadLetterSink
+	Forward     ForwardSink
+	Log         *zap.Logger
+	// Batch bounds a flush: BatchSize messages or FlushInterval, whichever
+	// first. ShutdownTimeout bounds the final flush.
+	BatchSize       int
+	FlushInterval   time.Duration
+	ShutdownTimeout time.Duration
+	// Partitions the source will deliver, when known up front (1 for a
+	// file): detection then never waits for others to show up.
+	Partitions int
+	// EndOfInput: when the run ends, the input has ended (replay, demo), so
+	// detection is run to the end of what was seen before the last flush.
+	EndOfInput bool
+	// Tally keeps per-merchant and per-terminal totals for the summary
+	// (replay; memory grows with the fleet).
+	Tally bool
+}
+
+// Pipeline is one instance of the processing path. Run is not safe for
+// concurrent use; Counters, Active and Ready are.
+type Pipeline struct {
+	o        Options
+	log      *zap.Logger
+	dec      *ingest.Decoder
+	rules    *classify.Rules
+	engine   *alerting.Engine
+	merge    *merger
+	counters Counters
+	summary  summaryCounts
+	tally    *Tally
+
+	flusher
+	positions map[partitionKey]ingest.Position
+	pending   int // messages since the last commit
+	ev        event.Event
+
+	active    activeAlerts
+	rejectLog *ratelog.Logger
+	flushLog  *ratelog.Logger
+}
+
+type partitionKey struct {
+	topic     string
+	partition int
+}
+
+// New builds a pipeline; detection is on unless Config.DisableDetection.
+func New(o Options) (*Pipeline, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if o.Rules == nil {
+		o.Rules = classify.Default()
+	}
+	o.BatchSize = max(o.BatchSize, 1)
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = time.Second
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 20 * time.Second
+	}
+	p := &Pipeline{o: o, log: o.Log, dec: ingest.NewDecoder(o.Config.DecoderConfig()), rules: o.Rules,
+		summary: summaryCounts{unknownCodes: map[string]uint64{}}, positions: map[partitionKey]ingest.Position{},
+		rejectLog: ratelog.New(o.Log, 10*time.Second), flushLog: ratelog.New(o.Log, 10*time.Second)}
+	if o.Tally {
+		p.tally = NewTally()
+	}
+	p.flusher.init(&p.counters, o)
+	if !o.Config.DisableDetection {
+		eng, err := alerting.NewEngine(o.Config.Detection, p.raise)
+		if err != nil {
+			return nil, err
+		}
+		p.engine = eng
+		p.merge = newMerger(200_000, 3*time.Second, o.Partitions)
+	}
+	return p, nil
+}
+
+// Counters are the live counters (safe to read while Run runs).
+func (p *Pipeline) Counters() *Counters { return &p.counters }
+
+// Engine is the detector (nil when detection is off).
+func (p *Pipeline) Engine() *alerting.Engine { return p.engine }
+
+// Active returns the firing alerts as of the last flush.
+func (p *Pipeline) Active() []alerting.Alert { return p.active.get() }
+
+// raise receives the detector's alert records.
+func (p *Pipeline) raise(a alerting.Alert) {
+	st := 0
+	if a.State == alerting.StateResolved {
+		st = 1
+	}
+	p.counters.AlertsByKind[a.Kind][st].Add(1)
+	p.counters.Alerts.Add(1)
+	p.flusher.addAlert(a)
+}
+
+// handle takes one message down the path: decode, classify, then stage it
+// for storage or the dead letters and merge it towards detection.
+func (p *Pipeline) handle(m *ingest.Message) {
+	c := &p.counters
+	c.Messages.Add(1)
+	c.Bytes.Add(uint64(len(m.Value)))
+	p.pending++
+	p.positions[partitionKey{m.Topic, m.Partition}] = ingest.Position{Topic: m.Topic, Partition: m.Partition,
+		Offset: m.Offset, HighWaterMark: m.HighWaterMark}
+	if de := p.decode(m); de != nil {
+		p.reject(m, de)
+		return
+	}
+	p.accept(m, &p.ev)
+}
+
+// decode fills p.ev from m, or says why m is rejected.
+func (p *Pipeline) decode(m *ingest.Message) *ingest.DecodeError {
+	switch {
+	case m.TooLarge:
+		p.ev.Reset()
+		return &ingest.DecodeError{Reason: ingest.ReasonTooLarge, Msg: "message exceeds max_message_bytes"}
+	case ingest.CarriesCardData(m.Key):
+		p.ev.Reset()
+		return &ingest.DecodeError{Reason: ingest.ReasonSensitiveData, Field: "(message key)", Msg: "the message key holds card data"}
+	}
+	err := p.dec.Decode(m.Value, &p.ev)
+	if err == nil {
+		return nil
+	}
+	var de *ingest.DecodeError
+	if !errors.As(err, &de) {
+		de = &ingest.DecodeError{Reason: ingest.ReasonInvalidJSON, Msg: err.Error()}
+	}
+	return de
+}
+
+func (p *Pipeline) reject(m *ingest.Message, de *ingest.DecodeError) {
+	p.counters.Rejected[de.Reason].Add(1)
+	if p.dead != nil {
+		p.dead.add(ingest.NewDeadLetter(m, de, time.Now()))
+	}
+	// Where it came from and why; never the payload.
+	fields := []zap.Field{zap.Stringer("reason", de.Reason), zap.String("field", de.Field),
+		zap.String("topic", m.Topic), zap.Int("partition", m.Partition), zap.Int64("offset", m.Offset)}
+	// Identifiers decoded before the rejection, masked like the dead letter
+	// in case a sender put card data in them.
+	for _, f := range [...]struct{ k, v string }{{"event_id", p.ev.ID}, {"terminal_id", p.ev.Terminal}, {"merchant_id", p.ev.Merchant}} {
+		if f.v != "" && de.Reason != ingest.ReasonTooLarge {
+			fields = append(fields, zap.ByteString(f.k, ingest.Mask([]byte(f.v))))
+		}
+	}
+	p.rejectLog.Warn("message rejected to the dead-letter topic", de.Reason.String(), fields...)
+}
+
+func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
+	c := &p.counters
+	c.Accepted.Add(1)
+	res := p.rules.Classify(ev)
+	if res.Approved() {
+		c.Approved.Add(1)
+	} else {
+		c.ByCause[res.Cause].Add(1)
+		p.summary.decline(ev, res.Known)
+	}
+	if p.tally != nil {
+		p.tally.Add(ev, res.Cause)
+	}
+	if p.store != nil {
+		p.store.add(event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
+			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+	}
+	if p.fwd != nil {
+		// Re-encoded from the decoded event, never the bytes received.
+		p.fwd.add(ingest.Forward{Key: []byte(ev.Terminal), Value: event.AppendJSON(nil, ev),
+			OriginTopic: m.OriginTopic, OriginPartition: m.OriginPartition})
+	}
+	if p.merge != nil {
+		p.merge.push(m.OriginTopic, m.OriginPartition, ev, res.Cause, p.observe)
+	}
+}
+
+func (p *Pipeline) observe(ev *event.Event, cause event.Cause) {
+	if !p.engine.Observe(ev, cause) {
+		p.counters.Late.Add(1)
+	}
+}
+
+// activeAlerts is the firing-alert snapshot served on /alerts.
+type activeAlerts struct {
+	mu     sync.Mutex
+	alerts []alerting.Alert
+}
+
+func (a *activeAlerts) set(v []alerting.Alert) {
+	a.mu.Lock()
+	a.alerts = v
+	a.mu.Unlock()
+}
+
+func (a *activeAlerts) get() []alerting.Alert {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]alerting.Alert{}, a.alerts...)
+}

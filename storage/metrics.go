@@ -1,0 +1,28 @@
+package storage
+
+import "github.com/prometheus/client_golang/prometheus"
+
+var (
+	descBatches  = prometheus.NewDesc("declinemon_store_batches_total", "Batches written to ClickHouse.", nil, nil)
+	descRows     = prometheus.NewDesc("declinemon_store_rows_total", "Event rows written to ClickHouse.", nil, nil)
+	descRetries  = prometheus.NewDesc("declinemon_store_retries_total", "Insert attempts retried after a transient error.", nil, nil)
+	descFailures = prometheus.NewDesc("declinemon_store_failures_total", "Batches that failed: transient (retries used up) or permanent (needs an operator).", []string{"kind"}, nil)
+)
+
+// Describe implements prometheus.Collector: the writer's counters.
+func (w *Writer) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descBatches
+	ch <- descRows
+	ch <- descRetries
+	ch <- descFailures
+}
+
+// Collect implements prometheus.Collector.
+func (w *Writer) Collect(ch chan<- prometheus.Metric) {
+	s := &w.stats
+	ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(s.Batches.Load()))
+	ch <- prometheus.MustNewConstMetric(descRows, prometheus.CounterValue, float64(s.Rows.Load()))
+	ch <- prometheus.MustNewConstMetric(descRetries, prometheus.CounterValue, float64(s.Retries.Load()))
+	ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(s.Failures.Load()), "transient")
+	ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(s.Permanent.Load()), "permanent")
+}
