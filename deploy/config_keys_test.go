@@ -3,6 +3,7 @@ package deploy
 import (
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -46,4 +47,32 @@ func TestExampleConfigDocumentsEveryKey(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeOf(pipeline.Config{}), "")
+}
+
+// TestEnvOverridesDocumented keeps the README's and the operations guide's
+// lists of environment overrides complete and free of variables that do
+// not exist.
+func TestEnvOverridesDocumented(t *testing.T) {
+	names := map[string]bool{}
+	for _, o := range pipeline.EnvOverrides {
+		names[o.Name] = true
+	}
+	mentioned := regexp.MustCompile(`DECLINEMON_[A-Z0-9_]+`)
+	for _, doc := range []string{"../README.md", "../docs/operations.md"} {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name := range names {
+			if !strings.Contains(string(data), name) {
+				t.Errorf("%s does not list %s", doc, name)
+			}
+		}
+		for _, m := range mentioned.FindAllString(string(data), -1) {
+			if !names[m] && !strings.HasPrefix(m, "DECLINEMON_KAFKA_REQUIRED") && !strings.HasPrefix(m, "DECLINEMON_KAFKA_LIBS") &&
+				!strings.HasPrefix(m, "DECLINEMON_ALERTMANAGER_REQUIRED") {
+				t.Errorf("%s mentions %s, which is not an override", doc, m)
+			}
+		}
+	}
 }

@@ -98,16 +98,19 @@ func TestDashboards(t *testing.T) {
 	}
 }
 
-// exportedMetrics reads the metric names pipeline/metrics.go declares.
+// exportedMetrics reads the metric names declared beside what they count
+// (the pipeline's counters, the storage writer).
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	src, err := os.ReadFile("../pipeline/metrics.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]bool{}
-	for _, m := range regexp.MustCompile(`"(declinemon_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1) {
-		out[m[1]] = true
+	for _, file := range []string{"../pipeline/counters.go", "../storage/metrics.go"} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`"(declinemon_[a-z_]+)"`).FindAllStringSubmatch(string(src), -1) {
+			out[m[1]] = true
+		}
 	}
 	return out
 }
