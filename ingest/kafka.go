@@ -19,11 +19,12 @@ import (
 // (segmentio/kafka-go): Fetch hands out messages in fetch order, Commit
 // commits processed positions. It connects lazily.
 type KafkaSource struct {
-	cfg    KafkaConfig
-	dialer *kafka.Dialer
-	reader *kafka.Reader
-	errLog *ratelog.Logger
-	topics map[string][]byte // topic names as bytes, so Fetch does not allocate them
+	cfg       KafkaConfig
+	dialer    *kafka.Dialer
+	transport *kafka.Transport
+	reader    *kafka.Reader
+	errLog    *ratelog.Logger
+	topics    map[string][]byte // topic names as bytes, so Fetch does not allocate them
 }
 
 // NewKafkaSource validates cfg (defaults applied) and builds the consumer.
@@ -32,11 +33,11 @@ func NewKafkaSource(cfg KafkaConfig, log *zap.Logger) (*KafkaSource, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid kafka config: %w", err)
 	}
-	dialer, _, err := cfg.dialer()
+	dialer, transport, err := cfg.dialer()
 	if err != nil {
 		return nil, err
 	}
-	s := &KafkaSource{cfg: cfg, dialer: dialer, errLog: ratelog.New(log, 10*time.Second), topics: map[string][]byte{}}
+	s := &KafkaSource{cfg: cfg, dialer: dialer, transport: transport, errLog: ratelog.New(log, 10*time.Second), topics: map[string][]byte{}}
 	start := kafka.FirstOffset
 	if cfg.StartOffset == "latest" {
 		start = kafka.LastOffset
@@ -45,6 +46,8 @@ func NewKafkaSource(cfg KafkaConfig, log *zap.Logger) (*KafkaSource, error) {
 		Brokers: cfg.Brokers, GroupID: cfg.GroupID, GroupTopics: cfg.Topics, Dialer: dialer,
 		MinBytes: cfg.MinBytes, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, StartOffset: start,
 		QueueCapacity: 1000, ReadBatchTimeout: 10 * time.Second,
+		SessionTimeout: cfg.SessionTimeout, HeartbeatInterval: cfg.HeartbeatInterval, RebalanceTimeout: cfg.RebalanceTimeout,
+		WatchPartitionChanges: true, PartitionWatchInterval: cfg.PartitionWatchInterval, JoinGroupBackoff: time.Second,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			s.errLog.Warn("kafka reader", "reader", zap.String("error", fmt.Sprintf(msg, args...)))
 		}),
@@ -146,7 +149,9 @@ func (s *KafkaSource) Commit(ctx context.Context, positions []Position) error {
 // Lag is the consumer's total lag as the reader last saw it.
 func (s *KafkaSource) Lag() int64 { return s.reader.Stats().Lag }
 
-// Ready reports whether a broker answers.
+// Ready reports whether a broker answers and every topic to consume
+// exists (a missing one is consumed within partition_watch_interval of
+// its creation; until then the instance is not ready).
 func (s *KafkaSource) Ready(ctx context.Context) error {
 	var errs []error
 	for _, b := range s.cfg.Brokers {
@@ -155,14 +160,71 @@ func (s *KafkaSource) Ready(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		_, err = conn.Brokers()
+		err = s.topicsExist(conn)
 		conn.Close()
 		if err == nil {
 			return nil
 		}
+		var missing *MissingTopicsError
+		if errors.As(err, &missing) {
+			return err
+		}
 		errs = append(errs, err)
 	}
 	return fmt.Errorf("no kafka broker reachable: %w", errors.Join(errs...))
+}
+
+// MembersWithPartitions counts the group's members that hold partitions
+// right now: more than one means the topic is split between instances.
+func (s *KafkaSource) MembersWithPartitions(ctx context.Context) (int, error) {
+	c := &kafka.Client{Addr: kafka.TCP(s.cfg.Brokers...), Transport: s.transport}
+	resp, err := c.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{s.cfg.GroupID}})
+	if err != nil {
+		return 0, fmt.Errorf("describing group %s: %w", s.cfg.GroupID, err)
+	}
+	n := 0
+	for _, g := range resp.Groups {
+		if g.Error != nil {
+			return 0, fmt.Errorf("describing group %s: %w", s.cfg.GroupID, g.Error)
+		}
+		for _, m := range g.Members {
+			for _, t := range m.MemberAssignments.Topics {
+				if len(t.Partitions) > 0 {
+					n++
+					break
+				}
+			}
+		}
+	}
+	return n, nil
+}
+
+// MissingTopicsError names configured topics the cluster does not have.
+type MissingTopicsError struct{ Topics []string }
+
+func (e *MissingTopicsError) Error() string {
+	return fmt.Sprintf("topics %v do not exist yet: consumption starts within seconds of their creation", e.Topics)
+}
+
+func (s *KafkaSource) topicsExist(conn *kafka.Conn) error {
+	parts, err := conn.ReadPartitions()
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, p := range parts {
+		have[p.Topic] = true
+	}
+	var missing []string
+	for _, t := range s.cfg.Topics {
+		if !have[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return &MissingTopicsError{missing}
+	}
+	return nil
 }
 
 // Close leaves the group at once, so it rebalances without waiting for

@@ -44,6 +44,16 @@ type KafkaConfig struct {
 	// ShutdownTimeout bounds the final flush and commit on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	ClientID        string        `yaml:"client_id"`
+	// Group membership: a member that sends no heartbeat for
+	// SessionTimeout is dropped; RebalanceTimeout bounds a rebalance.
+	// Short defaults (10s, 1s, 10s) bring a restarted instance back within
+	// about ten seconds after a crash.
+	SessionTimeout    time.Duration `yaml:"session_timeout"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	RebalanceTimeout  time.Duration `yaml:"rebalance_timeout"`
+	// PartitionWatchInterval is how often topics are checked for new
+	// partitions, and for existence when they are missing (default 5s).
+	PartitionWatchInterval time.Duration `yaml:"partition_watch_interval"`
 	// DLQMaxMessageBytes caps a dead letter (payload and headers) below
 	// what the dead-letter topic accepts (broker default 1 MB): a longer
 	// masked payload is truncated and says so in a header.
@@ -104,6 +114,18 @@ func (k KafkaConfig) WithDefaults() KafkaConfig {
 	if k.DLQMaxMessageBytes == 0 {
 		k.DLQMaxMessageBytes = 1_000_000
 	}
+	if k.SessionTimeout == 0 {
+		k.SessionTimeout = 10 * time.Second
+	}
+	if k.HeartbeatInterval == 0 {
+		k.HeartbeatInterval = time.Second
+	}
+	if k.RebalanceTimeout == 0 {
+		k.RebalanceTimeout = 10 * time.Second
+	}
+	if k.PartitionWatchInterval == 0 {
+		k.PartitionWatchInterval = 5 * time.Second
+	}
 	return k
 }
 
@@ -134,6 +156,9 @@ func (k KafkaConfig) Validate() error {
 	}
 	if k.BatchSize < 1 || k.FlushInterval < 10*time.Millisecond || k.MaxWait <= 0 || k.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("kafka.batch_size must be >= 1, flush_interval >= 10ms, max_wait and shutdown_timeout > 0"))
+	}
+	if k.HeartbeatInterval <= 0 || k.SessionTimeout < 3*k.HeartbeatInterval || k.RebalanceTimeout <= 0 || k.PartitionWatchInterval <= 0 {
+		errs = append(errs, errors.New("kafka.session_timeout must be at least 3 heartbeat_interval; heartbeat_interval, rebalance_timeout and partition_watch_interval > 0"))
 	}
 	if k.DLQMaxMessageBytes < 4096 {
 		errs = append(errs, fmt.Errorf("kafka.dlq_max_message_bytes %d: want at least 4096", k.DLQMaxMessageBytes))

@@ -185,3 +185,46 @@ func TestPermanentStoreErrorHaltsLoudly(t *testing.T) {
 		t.Errorf("after the fix: halted %q, %d transient retries", p.Halted(), p.Counters().FlushRetries.Load())
 	}
 }
+
+// TestCommitNeverPassesDetection: events the event-time merge still holds
+// (partition 1 has not caught up with partition 0) are not committed; once
+// the detector has seen them, they are.
+func TestCommitNeverPassesDetection(t *testing.T) {
+	p, err := New(Options{Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(partition int, offset int64, sec int) ingest.Message {
+		v := fmt.Sprintf(`{"event_id":"e%d-%d","ts":"2026-11-27T10:00:%02dZ","terminal_id":"T%d","merchant_id":"M1","response_code":"00"}`, partition, offset, sec, partition)
+		return ingest.Message{Value: []byte(v), Topic: "t", Partition: partition, Offset: offset, HighWaterMark: 100, OriginTopic: []byte("t"), OriginPartition: partition}
+	}
+	src := &memSource{}
+	for i := range 10 {
+		m := msg(0, int64(i), i)
+		p.handle(&m)
+	}
+	m := msg(1, 0, 3) // partition 1 is behind: partition 0's events after 10:00:03 must wait
+	p.handle(&m)
+	if err := p.flush(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	low, held := p.merge.minHeld("t", 0)
+	if !held {
+		t.Fatal("nothing held: the test does not exercise the merge")
+	}
+	for _, pos := range src.commits[len(src.commits)-1] {
+		if pos.Partition == 0 && pos.Offset >= low {
+			t.Errorf("committed partition 0 up to %d while offset %d is not yet detected", pos.Offset, low)
+		}
+	}
+	if got := p.Counters().Committed.Load(); got >= 11 {
+		t.Errorf("committed %d of 11 messages with some held", got)
+	}
+	p.merge.release(p.observe, true) // e.g. partition 1 went idle
+	if err := p.flush(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Counters().Committed.Load(); got != 11 {
+		t.Errorf("committed %d of 11 after the detector saw everything", got)
+	}
+}

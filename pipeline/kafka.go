@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -28,6 +30,7 @@ type RunOptions struct {
 // the dead-letter topic and, when configured, the forward topic.
 type Runner struct {
 	*Pipeline
+	split   atomic.Int32 // members holding partitions, when detection shares the group
 	source  *ingest.KafkaSource
 	dead    *ingest.DeadLetterTopic
 	forward *ingest.ForwardTopic
@@ -79,7 +82,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	kc := r.source.Config()
 	r.log.Info("consuming", zap.Strings("brokers", kc.Brokers), zap.Strings("topics", kc.Topics),
 		zap.String("group_id", kc.GroupID), zap.String("dlq_topic", kc.DLQTopic), zap.Bool("detection", r.Engine() != nil))
+	wctx, stopWatch := context.WithCancel(ctx)
+	go r.watchTopics(wctx)
+	if r.Engine() != nil {
+		go r.watchGroup(wctx)
+	}
 	runErr := r.Pipeline.Run(ctx, r.source)
+	stopWatch()
 	closers := []func() error{r.source.Close, r.dead.Close}
 	if r.forward != nil {
 		closers = append(closers, r.forward.Close)
@@ -93,6 +102,55 @@ func (r *Runner) Run(ctx context.Context) error {
 	return runErr
 }
 
+// watchTopics says, until they exist, that configured topics are missing:
+// the group consumes them within partition_watch_interval of creation.
+func (r *Runner) watchTopics(ctx context.Context) {
+	waited := false
+	for {
+		err := r.source.Ready(ctx)
+		var missing *ingest.MissingTopicsError
+		switch {
+		case errors.As(err, &missing):
+			r.log.Warn("waiting for topics to be created; /readyz is not ready meanwhile", zap.Strings("topics", missing.Topics))
+			waited = true
+		case err == nil:
+			if waited {
+				r.log.Info("all topics exist; consuming")
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+	}
+}
+
+// watchGroup checks that a detection-enabled instance has the whole topic
+// to itself: detection on a share of the stream judges every fleet scope
+// on a fraction of its traffic. A split fails readiness and is logged.
+func (r *Runner) watchGroup(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+		n, err := r.source.MembersWithPartitions(ctx)
+		if err != nil {
+			continue
+		}
+		r.split.Store(int32(n))
+		if n > 1 {
+			r.log.Error("several detection-enabled instances share this consumer group: each sees only part of the fleet, so "+
+				"fleet-wide incidents are missed or fire twice. Run one detection instance, or ingest instances with "+
+				"disable_detection and kafka.forward_topic feeding one detection stage (README: Scaling out)",
+				zap.String("group_id", r.source.Config().GroupID), zap.Int("members_with_partitions", n))
+		}
+	}
+}
+
 // Pinger is implemented by stores that can say whether they are reachable
 // (and migrated).
 type Pinger interface {
@@ -104,6 +162,10 @@ type Pinger interface {
 func (r *Runner) Ready(ctx context.Context) error {
 	if reason := r.Halted(); reason != "" {
 		return errors.New("consumption halted: " + reason)
+	}
+	if n := r.split.Load(); n > 1 {
+		return fmt.Errorf("detection sees part of the fleet: %d instances share group %s (run one detection instance; see README: Scaling out)",
+			n, r.source.Config().GroupID)
 	}
 	if err := r.source.Ready(ctx); err != nil {
 		return err

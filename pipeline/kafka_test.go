@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -386,6 +387,11 @@ func TestRunTwoConsumersSplitAndTakeOver(t *testing.T) {
 	if ta == 0 || tb == 0 {
 		t.Fatalf("partitions not split: A stored %d, B stored %d", ta, tb)
 	}
+	// Both detect on a share of the fleet: neither may report ready.
+	waitFor(t, "readiness to report the split", 30*time.Second, func() bool {
+		err := ra.Ready(context.Background())
+		return err != nil && strings.Contains(err.Error(), "detection sees part of the fleet")
+	})
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
@@ -399,6 +405,7 @@ func TestRunTwoConsumersSplitAndTakeOver(t *testing.T) {
 		}
 		return true
 	})
+	waitFor(t, "A to be ready again on the whole topic", 30*time.Second, func() bool { return ra.Ready(context.Background()) == nil })
 	if err := stopA(); err != nil {
 		t.Fatal(err)
 	}
@@ -529,4 +536,41 @@ func TestScaleOutForwardToDetectionStage(t *testing.T) {
 	}
 	t.Logf("%d events through 2 ingest instances and 1 detection stage: %s %s=%s detected %s after onset, %d late",
 		truth.Events, box.alerts[0].Kind, box.alerts[0].ScopeType, box.alerts[0].ScopeID, score.Outcomes[0].TTD, rd.Stats().Late.Load())
+}
+
+// TestRunTopicCreatedAfterStart: started before its topic exists (as the
+// compose stack starts it), the runner is not ready and says why; once the
+// topic is created and written to, it consumes within seconds.
+func TestRunTopicCreatedAfterStart(t *testing.T) {
+	needBroker(t) // skips or fails like the others when no broker can run
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	b, err := kafkatest.StartWith(ctx, kafkatest.Options{NoAutoCreateTopics: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	const topic = "pos.events"
+	cfg := runConfig(b, topic, "g-"+topic)
+	cfg.Kafka.PartitionWatchInterval = time.Second
+	r, stop := startRunner(t, cfg, &memStore{})
+	time.Sleep(2 * time.Second)
+	err = r.Ready(context.Background())
+	var missing *ingest.MissingTopicsError
+	if !errors.As(err, &missing) || !strings.Contains(err.Error(), topic) {
+		t.Fatalf("readiness before the topic exists: %v", err)
+	}
+	if err := b.CreateTopic(context.Background(), topic, 2); err != nil {
+		t.Fatal(err)
+	}
+	created := time.Now()
+	produce(t, b, topic, 0, 500, nil)
+	waitFor(t, "consumption of the late topic", 60*time.Second, func() bool { return r.Stats().Committed.Load() >= 500 })
+	if err := r.Ready(context.Background()); err != nil {
+		t.Errorf("not ready after the topic appeared: %v", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("consumed %s after the topic was created", time.Since(created).Round(100*time.Millisecond))
 }

@@ -28,6 +28,51 @@ type merger struct {
 	now       func() time.Time
 	started   time.Time // first push: sources are still being discovered for idleAfter
 	known     int       // sources known up front (0: discovered), e.g. 1 for a file
+	// consumed tracks what is held per consumed partition, so the
+	// pipeline commits only offsets whose events the detector has seen.
+	consumed map[partitionKey]*heldOffsets
+}
+
+// heldOffsets are the offsets of one consumed partition's events still
+// held, in arrival order (= offset order): the first not yet released is
+// the lowest offset the detector has not seen.
+type heldOffsets struct {
+	offsets  []int64
+	released []bool
+	base     int // absolute index of offsets[0]
+	head     int // local index of the first unreleased
+}
+
+func (h *heldOffsets) hold(offset int64) int {
+	h.offsets = append(h.offsets, offset)
+	h.released = append(h.released, false)
+	return h.base + len(h.offsets) - 1
+}
+
+func (h *heldOffsets) release(i int) {
+	h.released[i-h.base] = true
+	for h.head < len(h.offsets) && h.released[h.head] {
+		h.head++
+	}
+	if h.head == len(h.offsets) {
+		h.base += len(h.offsets)
+		h.offsets, h.released, h.head = h.offsets[:0], h.released[:0], 0
+	} else if h.head >= 1024 && 2*h.head >= len(h.offsets) {
+		n := copy(h.offsets, h.offsets[h.head:])
+		copy(h.released, h.released[h.head:])
+		h.offsets, h.released = h.offsets[:n], h.released[:n]
+		h.base += h.head
+		h.head = 0
+	}
+}
+
+// minHeld is the lowest offset of the partition still held, if any.
+func (m *merger) minHeld(topic string, partition int) (int64, bool) {
+	h := m.consumed[partitionKey{topic, partition}]
+	if h == nil || h.head == len(h.offsets) {
+		return 0, false
+	}
+	return h.offsets[h.head], true
 }
 
 type source struct {
@@ -41,10 +86,13 @@ type source struct {
 type held struct {
 	ev    event.Event
 	cause event.Cause
+	from  *heldOffsets // the consumed partition it was read from
+	index int          // its place there
 }
 
 func newMerger(max int, idleAfter time.Duration, known int) *merger {
-	return &merger{sources: map[string]map[int]*source{}, max: max, idleAfter: idleAfter, now: time.Now, known: known}
+	return &merger{sources: map[string]map[int]*source{}, max: max, idleAfter: idleAfter, now: time.Now, known: known,
+		consumed: map[partitionKey]*heldOffsets{}}
 }
 
 func (m *merger) source(topic []byte, partition int) *source {
@@ -65,10 +113,16 @@ func (m *merger) source(topic []byte, partition int) *source {
 	return s
 }
 
-// push holds one event from a source and releases whatever is now in order.
-func (m *merger) push(topic []byte, partition int, ev *event.Event, cause event.Cause, observe func(*event.Event, event.Cause)) {
+// push holds one event from a source (its origin partition), read at
+// offset of consumed partition from, and releases whatever is now in order.
+func (m *merger) push(topic []byte, partition int, from partitionKey, offset int64, ev *event.Event, cause event.Cause, observe func(*event.Event, event.Cause)) {
 	s := m.source(topic, partition)
-	s.items = append(s.items, held{ev: *ev, cause: cause})
+	h := m.consumed[from]
+	if h == nil {
+		h = &heldOffsets{}
+		m.consumed[from] = h
+	}
+	s.items = append(s.items, held{ev: *ev, cause: cause, from: h, index: h.hold(offset)})
 	s.lastSeen = m.now()
 	if m.started.IsZero() {
 		m.started = s.lastSeen
@@ -104,6 +158,7 @@ func (m *merger) release(observe func(*event.Event, event.Cause), force bool) {
 		}
 		h := &best.items[best.head]
 		observe(&h.ev, h.cause)
+		h.from.release(h.index)
 		best.items[best.head] = held{}
 		best.head++
 		m.buffered--

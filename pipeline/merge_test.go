@@ -15,7 +15,7 @@ func TestMergerReleasesInEventTimeOrder(t *testing.T) {
 	observe := func(ev *event.Event, _ event.Cause) { got = append(got, int(ev.Time.Unix())) }
 	push := func(p, ts int) {
 		ev := event.Event{Time: time.Unix(int64(ts), 0)}
-		m.push([]byte("t"), p, &ev, event.CauseNone, observe)
+		m.push([]byte("t"), p, partitionKey{"t", p}, 0, &ev, event.CauseNone, observe)
 	}
 	// Partition 0 runs ahead by whole fetches; partition 1 lags. Nothing
 	// goes out while partitions are still being discovered.
@@ -45,10 +45,10 @@ func TestMergerReleasesInEventTimeOrder(t *testing.T) {
 	m2.now = func() time.Time { return now }
 	for ts := 1; ts <= 5; ts++ {
 		ev := event.Event{Time: time.Unix(int64(ts), 0)}
-		m2.push([]byte("t"), 0, &ev, event.CauseNone, observe)
+		m2.push([]byte("t"), 0, partitionKey{"t", 0}, 0, &ev, event.CauseNone, observe)
 		if ts == 1 {
 			ev2 := event.Event{Time: time.Unix(0, 0)}
-			m2.push([]byte("t"), 1, &ev2, event.CauseNone, observe) // partition 1 then silent
+			m2.push([]byte("t"), 1, partitionKey{"t", 1}, 0, &ev2, event.CauseNone, observe) // partition 1 then silent
 		}
 	}
 	if m2.buffered > 2 {
@@ -82,7 +82,7 @@ func TestMergerStaysBoundedUnderSteadyFlow(t *testing.T) {
 		now = now.Add(time.Millisecond)
 		for p := 0; p < 2; p++ {
 			ev := event.Event{Time: time.Unix(int64(i), 0)}
-			m.push([]byte("t"), p, &ev, event.CauseNone, observe)
+			m.push([]byte("t"), p, partitionKey{"t", p}, 0, &ev, event.CauseNone, observe)
 		}
 	}
 	for _, s := range m.order {

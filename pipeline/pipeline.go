@@ -94,9 +94,10 @@ type Pipeline struct {
 	tally    *Tally
 
 	flusher
-	positions map[partitionKey]ingest.Position
-	pending   int // messages since the last commit
-	ev        event.Event
+	positions   map[partitionKey]ingest.Position // processed, per partition
+	committedAt map[partitionKey]int64           // committed, per partition
+	pending     int                              // messages since the last flush
+	ev          event.Event
 
 	active    activeAlerts
 	rejectLog *ratelog.Logger
@@ -127,7 +128,7 @@ func New(o Options) (*Pipeline, error) {
 		o.ShutdownTimeout = 20 * time.Second
 	}
 	p := &Pipeline{o: o, log: o.Log, dec: ingest.NewDecoder(o.Config.DecoderConfig()), rules: o.Rules,
-		summary: summaryCounts{unknownCodes: map[string]uint64{}}, positions: map[partitionKey]ingest.Position{},
+		summary: summaryCounts{unknownCodes: map[string]uint64{}}, positions: map[partitionKey]ingest.Position{}, committedAt: map[partitionKey]int64{},
 		rejectLog: ratelog.New(o.Log, 10*time.Second), flushLog: ratelog.New(o.Log, 10*time.Second)}
 	if o.Tally {
 		p.tally = NewTally()
@@ -171,8 +172,11 @@ func (p *Pipeline) handle(m *ingest.Message) {
 	c.Messages.Add(1)
 	c.Bytes.Add(uint64(len(m.Value)))
 	p.pending++
-	p.positions[partitionKey{m.Topic, m.Partition}] = ingest.Position{Topic: m.Topic, Partition: m.Partition,
-		Offset: m.Offset, HighWaterMark: m.HighWaterMark}
+	key := partitionKey{m.Topic, m.Partition}
+	if _, seen := p.committedAt[key]; !seen {
+		p.committedAt[key] = m.Offset - 1 // where this session starts
+	}
+	p.positions[key] = ingest.Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HighWaterMark: m.HighWaterMark}
 	if de := p.decode(m); de != nil {
 		p.reject(m, de)
 		return
@@ -242,7 +246,7 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 			OriginTopic: m.OriginTopic, OriginPartition: m.OriginPartition})
 	}
 	if p.merge != nil {
-		p.merge.push(m.OriginTopic, m.OriginPartition, ev, res.Cause, p.observe)
+		p.merge.push(m.OriginTopic, m.OriginPartition, partitionKey{m.Topic, m.Partition}, m.Offset, ev, res.Cause, p.observe)
 	}
 }
 

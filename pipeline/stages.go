@@ -216,17 +216,7 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		p.active.set(active)
 		p.counters.setEngine(p.engine.Stats())
 	}
-	if len(p.positions) > 0 {
-		positions := make([]ingest.Position, 0, len(p.positions))
-		for _, pos := range p.positions {
-			positions = append(positions, pos)
-		}
-		slices.SortFunc(positions, func(a, b ingest.Position) int {
-			if a.Topic != b.Topic {
-				return cmpString(a.Topic, b.Topic)
-			}
-			return a.Partition - b.Partition
-		})
+	if positions := p.commitPositions(); len(positions) > 0 {
 		t0 := time.Now()
 		if err := src.Commit(ctx, positions); err != nil {
 			return &stageError{stage: "commit", policy: retry, err: err}
@@ -234,16 +224,46 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		p.obs.ObserveStage("commit", time.Since(t0))
 		p.counters.CommitNanos.Store(int64(time.Since(t0)))
 		p.counters.setLag(positions)
-		clear(p.positions)
+		for _, pos := range positions {
+			key := partitionKey{pos.Topic, pos.Partition}
+			p.counters.Committed.Add(uint64(pos.Offset - p.committedAt[key]))
+			p.committedAt[key] = pos.Offset
+			if p.positions[key].Offset == pos.Offset {
+				delete(p.positions, key)
+			}
+		}
 	}
 	p.counters.LastFlush.Store(time.Now().UnixNano())
-	p.counters.Committed.Add(uint64(p.pending))
 	p.counters.Flushes.Add(1)
 	if l, ok := src.(interface{ Lag() int64 }); ok {
 		p.counters.Lag.Store(l.Lag())
 	}
 	p.pending = 0
 	return nil
+}
+
+// commitPositions is what may be committed now, per partition: what was
+// processed, but never past an event the event-time merge still holds —
+// the detector has not seen it, so a crash must re-deliver it.
+func (p *Pipeline) commitPositions() []ingest.Position {
+	positions := make([]ingest.Position, 0, len(p.positions))
+	for key, pos := range p.positions {
+		if p.merge != nil {
+			if low, ok := p.merge.minHeld(pos.Topic, pos.Partition); ok && low-1 < pos.Offset {
+				pos.Offset = low - 1
+			}
+		}
+		if pos.Offset > p.committedAt[key] {
+			positions = append(positions, pos)
+		}
+	}
+	slices.SortFunc(positions, func(a, b ingest.Position) int {
+		if a.Topic != b.Topic {
+			return cmpString(a.Topic, b.Topic)
+		}
+		return a.Partition - b.Partition
+	})
+	return positions
 }
 
 func cmpString(a, b string) int {
@@ -282,6 +302,7 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 			// re-reads from the last committed offset (at-least-once).
 			p.log.Warn("giving up on this commit; the partitions' new owner will re-read these messages", zap.Error(err))
 			clear(p.positions)
+			clear(p.committedAt)
 			p.pending = 0
 			return nil
 		case se != nil && se.policy == halt:

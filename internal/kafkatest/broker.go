@@ -70,9 +70,19 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// Options vary the broker's configuration.
+type Options struct {
+	// NoAutoCreateTopics sets auto.create.topics.enable=false, as many
+	// production clusters do: a topic exists only once created.
+	NoAutoCreateTopics bool
+}
+
 // Start formats a fresh log directory and starts the broker, returning once
 // it answers metadata requests.
-func Start(ctx context.Context) (*Broker, error) {
+func Start(ctx context.Context) (*Broker, error) { return StartWith(ctx, Options{}) }
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, o Options) (*Broker, error) {
 	java, err := exec.LookPath("java")
 	if err != nil {
 		return nil, fmt.Errorf("java not found: %w", err)
@@ -109,7 +119,7 @@ func Start(ctx context.Context) (*Broker, error) {
 		"transaction.state.log.replication.factor=1",
 		"transaction.state.log.min.isr=1",
 		"group.initial.rebalance.delay.ms=0",
-		"auto.create.topics.enable=true",
+		"auto.create.topics.enable=" + strconv.FormatBool(!o.NoAutoCreateTopics),
 		"",
 	}, "\n")
 	propsFile := filepath.Join(dir, "server.properties")
