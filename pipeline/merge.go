@@ -116,6 +116,10 @@ func (m *merger) source(topic []byte, partition int) *source {
 // push holds one event from a source (its origin partition), read at
 // offset of consumed partition from, and releases whatever is now in order.
 func (m *merger) push(topic []byte, partition int, from partitionKey, offset int64, ev *event.Event, cause event.Cause, observe func(*event.Event, event.Cause)) {
+	if m.known == 1 && m.buffered == 0 {
+		observe(ev, cause) // one source (a file): already in order, nothing to hold
+		return
+	}
 	s := m.source(topic, partition)
 	h := m.consumed[from]
 	if h == nil {

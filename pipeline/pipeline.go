@@ -94,10 +94,10 @@ type Pipeline struct {
 	tally    *Tally
 
 	flusher
-	positions   map[partitionKey]ingest.Position // processed, per partition
-	committedAt map[partitionKey]int64           // committed, per partition
-	pending     int                              // messages since the last flush
-	ev          event.Event
+	partitions map[partitionKey]*partitionState
+	last       *partitionState // the partition of the previous message (batches come per partition)
+	pending    int             // messages since the last flush
+	ev         event.Event
 
 	active    activeAlerts
 	rejectLog *ratelog.Logger
@@ -107,6 +107,13 @@ type Pipeline struct {
 type partitionKey struct {
 	topic     string
 	partition int
+}
+
+// partitionState is how far one consumed partition has been processed and
+// committed.
+type partitionState struct {
+	processed ingest.Position
+	committed int64 // the last committed offset (at start: the first seen - 1)
 }
 
 // New builds a pipeline; detection is on unless Config.DisableDetection.
@@ -128,7 +135,7 @@ func New(o Options) (*Pipeline, error) {
 		o.ShutdownTimeout = 20 * time.Second
 	}
 	p := &Pipeline{o: o, log: o.Log, dec: ingest.NewDecoder(o.Config.DecoderConfig()), rules: o.Rules,
-		summary: summaryCounts{unknownCodes: map[string]uint64{}}, positions: map[partitionKey]ingest.Position{}, committedAt: map[partitionKey]int64{},
+		summary: summaryCounts{unknownCodes: map[string]uint64{}}, partitions: map[partitionKey]*partitionState{},
 		rejectLog: ratelog.New(o.Log, 10*time.Second), flushLog: ratelog.New(o.Log, 10*time.Second)}
 	if o.Tally {
 		p.tally = NewTally()
@@ -172,11 +179,16 @@ func (p *Pipeline) handle(m *ingest.Message) {
 	c.Messages.Add(1)
 	c.Bytes.Add(uint64(len(m.Value)))
 	p.pending++
-	key := partitionKey{m.Topic, m.Partition}
-	if _, seen := p.committedAt[key]; !seen {
-		p.committedAt[key] = m.Offset - 1 // where this session starts
+	st := p.last
+	if st == nil || st.processed.Partition != m.Partition || st.processed.Topic != m.Topic {
+		key := partitionKey{m.Topic, m.Partition}
+		if st = p.partitions[key]; st == nil {
+			st = &partitionState{committed: m.Offset - 1} // where this session starts
+			p.partitions[key] = st
+		}
+		p.last = st
 	}
-	p.positions[key] = ingest.Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HighWaterMark: m.HighWaterMark}
+	st.processed = ingest.Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HighWaterMark: m.HighWaterMark}
 	if de := p.decode(m); de != nil {
 		p.reject(m, de)
 		return

@@ -225,12 +225,9 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		p.counters.CommitNanos.Store(int64(time.Since(t0)))
 		p.counters.setLag(positions)
 		for _, pos := range positions {
-			key := partitionKey{pos.Topic, pos.Partition}
-			p.counters.Committed.Add(uint64(pos.Offset - p.committedAt[key]))
-			p.committedAt[key] = pos.Offset
-			if p.positions[key].Offset == pos.Offset {
-				delete(p.positions, key)
-			}
+			st := p.partitions[partitionKey{pos.Topic, pos.Partition}]
+			p.counters.Committed.Add(uint64(pos.Offset - st.committed))
+			st.committed = pos.Offset
 		}
 	}
 	p.counters.LastFlush.Store(time.Now().UnixNano())
@@ -246,14 +243,15 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 // processed, but never past an event the event-time merge still holds —
 // the detector has not seen it, so a crash must re-deliver it.
 func (p *Pipeline) commitPositions() []ingest.Position {
-	positions := make([]ingest.Position, 0, len(p.positions))
-	for key, pos := range p.positions {
+	var positions []ingest.Position
+	for _, st := range p.partitions {
+		pos := st.processed
 		if p.merge != nil {
 			if low, ok := p.merge.minHeld(pos.Topic, pos.Partition); ok && low-1 < pos.Offset {
 				pos.Offset = low - 1
 			}
 		}
-		if pos.Offset > p.committedAt[key] {
+		if pos.Offset > st.committed {
 			positions = append(positions, pos)
 		}
 	}
@@ -301,8 +299,8 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 			// Typically a rebalance took the partitions away: the new owner
 			// re-reads from the last committed offset (at-least-once).
 			p.log.Warn("giving up on this commit; the partitions' new owner will re-read these messages", zap.Error(err))
-			clear(p.positions)
-			clear(p.committedAt)
+			clear(p.partitions)
+			p.last = nil
 			p.pending = 0
 			return nil
 		case se != nil && se.policy == halt:
