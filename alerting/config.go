@@ -53,9 +53,9 @@ type Config struct {
 	// the cap the engine evicts down to 90% of it: never a scope with a
 	// firing or pending alert or one that was a candidate at the last two
 	// evaluations; among the rest, least recently seen (event time) first.
-	// A scope costs about 700 bytes (BenchmarkEngineMemory: 1M terminals
-	// make 1.25M scopes in 0.85 GB), so the default of 2,000,000 bounds
-	// scope state near 1.4 GB and holds a 1M-terminal fleet with its
+	// A scope costs about 650 bytes (BenchmarkEngineMemory: 1M terminals
+	// make 1.25M scopes in 0.81 GB), so the default of 2,000,000 bounds
+	// scope state near 1.3 GB and holds a 1M-terminal fleet with its
 	// merchants with 60% to spare. Size it to about 1.5x the scopes held on
 	// a normal day (Stats.Scopes, the declinemon_detector_scopes gauge).
 	MaxScopes int `yaml:"max_scopes" json:"max_scopes"`

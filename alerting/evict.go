@@ -229,8 +229,4 @@ func (e *Engine) forgetEvicted(types uint16) {
 			}
 		}
 	}
-	// Scratch kept between evaluations would pin evicted scopes too.
-	clear(e.touched[:cap(e.touched)])
-	clear(e.cands[:cap(e.cands)])
-	clear(e.dirtyMerchants[len(e.dirtyMerchants):cap(e.dirtyMerchants)])
 }

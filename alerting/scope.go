@@ -1,10 +1,16 @@
 package alerting
 
-import "github.com/declinemon/declinemon/event"
+import (
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+)
 
 // Per-scope state is kept small because there is one per active terminal:
-// a ring of event-time buckets and a baseline, about 600 bytes for a
-// terminal (see BenchmarkEngineMemory).
+// a ring of event-time buckets and a baseline, about 580 bytes for a
+// terminal (see BenchmarkEngineMemory). It holds only what lasts from one
+// evaluation to the next; what an evaluation works out about a scope lives
+// in the evaluation (see evaluation).
 
 // declines is the counter index holding all non-approved attempts; the
 // other indexes are event.Cause values. CauseNone never counts as a
@@ -17,21 +23,6 @@ type bucket struct {
 	slot int32
 	n    uint32
 	f    [event.NumCauses]uint16
-}
-
-// baseline is an exponentially weighted count of past attempts and
-// failures: rate = f/n weights each bucket by its volume, so quiet nights
-// and busy lunches count in proportion to the evidence they carry.
-type baseline struct {
-	n float32
-	f [event.NumCauses]float32
-}
-
-func (b *baseline) fold(bk *bucket, decay float32) {
-	b.n = b.n*decay + float32(bk.n)
-	for i := range b.f {
-		b.f[i] = b.f[i]*decay + float32(bk.f[i])
-	}
 }
 
 // scope is the state of one value of one dimension (a terminal, a region...).
@@ -59,14 +50,8 @@ type scope struct {
 	dims *[event.NumScopeTypes]*scope
 	base baseline
 
-	// scratch for one evaluation, valid while gen matches Engine.gen
-	gen       uint64
-	cand      int32
-	k, kRes   int32
-	aff       int32
-	dirtyTick uint64
-	// for merchants: causes whose failures a firing incident elsewhere
-	// explains, until explainedUntil (event time)
+	// For merchants: causes whose failures a firing incident elsewhere
+	// explains, until explainedUntil (event time). See markExplained.
 	explainedUntil  int64
 	explainedCauses uint16
 }
@@ -127,11 +112,11 @@ func (s *scope) add(slot int32, cause event.Cause, decay float32) bool {
 	return true
 }
 
-// window sums the buckets with from <= slot < to.
-func (s *scope) window(from, to int32) (n int, f [event.NumCauses]int) {
+// window sums the buckets of sp.
+func (s *scope) window(sp span) (n int, f [event.NumCauses]int) {
 	for i := range s.ring {
 		b := &s.ring[i]
-		if b.slot >= from && b.slot < to && b.n > 0 {
+		if sp.hasSlot(b.slot) && b.n > 0 {
 			n += int(b.n)
 			for c := range f {
 				f[c] += int(b.f[c])
@@ -141,20 +126,72 @@ func (s *scope) window(from, to int32) (n int, f [event.NumCauses]int) {
 	return n, f
 }
 
-// attempts sums only the attempt counts with from <= slot < to.
-func (s *scope) attempts(from, to int32) int {
+// attempts sums only the attempt counts of the buckets of sp.
+func (s *scope) attempts(sp span) int {
 	n := 0
 	for i := range s.ring {
-		if b := &s.ring[i]; b.slot >= from && b.slot < to {
+		if b := &s.ring[i]; sp.hasSlot(b.slot) {
 			n += int(b.n)
 		}
 	}
 	return n
 }
 
-// baselineRate is the scope's own learned rate for counter c, shrunk
-// towards the fleet-wide (peer) rate by prior pseudo-attempts, so a young
-// scope borrows its peers' behaviour until it has its own.
-func (s *scope) baselineRate(c int, pool, prior float64) float64 {
-	return (float64(s.base.f[c]) + prior*pool) / (float64(s.base.n) + prior)
+// slotEpoch keeps bucket slots small enough for int32 at 1 s buckets
+// until the 2080s.
+var slotEpoch = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+
+func (e *Engine) slot(t event.ScopeType, ts int64) int32 {
+	return int32((ts - slotEpoch) / e.width[t])
+}
+
+// span is a detection window of one scope type: the buckets with
+// fromSlot <= slot < toSlot, which hold the event times [from, to).
+type span struct {
+	fromSlot, toSlot int32
+	from, to         int64
+}
+
+// spanAt returns the window of nb buckets of scope type t that ends with the
+// bucket holding the last instant before tick end T.
+func (e *Engine) spanAt(t event.ScopeType, nb int32, T int64) span {
+	to := e.slot(t, T-1) + 1
+	from := to - nb
+	return span{
+		fromSlot: from, toSlot: to,
+		from: slotEpoch + int64(from)*e.width[t],
+		to:   slotEpoch + int64(to)*e.width[t],
+	}
+}
+
+func (sp span) hasSlot(slot int32) bool { return slot >= sp.fromSlot && slot < sp.toSlot }
+func (sp span) has(ts int64) bool       { return ts >= sp.from && ts < sp.to }
+
+func (e *Engine) newScope(t event.ScopeType, id string) *scope {
+	e.nScopes++
+	return &scope{typ: t, id: id, ring: make([]bucket, e.ringLen[t])}
+}
+
+func (e *Engine) lookup(t event.ScopeType, id string) *scope {
+	m := e.scopes[t]
+	s, ok := m[id]
+	if !ok {
+		s = e.newScope(t, id)
+		m[id] = s
+	}
+	return s
+}
+
+func (e *Engine) lookupModel(model, firmware string) *scope {
+	k := [2]string{model, firmware}
+	s, ok := e.models[k]
+	if !ok {
+		id := model
+		if firmware != "" {
+			id = model + "/" + firmware
+		}
+		s = e.newScope(event.ScopeModel, id)
+		e.models[k] = s
+	}
+	return s
 }

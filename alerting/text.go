@@ -1,7 +1,9 @@
 package alerting
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/declinemon/declinemon/event"
@@ -10,13 +12,58 @@ import (
 // The texts turn each cause's ops guidance (reference/causes.md) into one
 // sentence about this scope and one first action.
 
+// footprint is what a new incident's failures have in common and how far
+// they spread: what the alert text says besides the counts.
+type footprint struct {
+	codes  []string                    // most frequent codes, most frequent first
+	spread [event.NumScopeTypes]int    // distinct values per dimension among its failures
+	single [event.NumScopeTypes]string // the value when spread is 1
+}
+
+// footprintOf reads the footprint of s's failures in sp from the records.
+func footprintOf(recs []record, s *scope, sp span) footprint {
+	var fp footprint
+	codes := map[string]int{}
+	var seen [event.NumScopeTypes]map[*scope]struct{}
+	for i := range recs {
+		rec := &recs[i]
+		if rec.dims[s.typ] != s || !sp.has(rec.ts) {
+			continue
+		}
+		codes[rec.code]++
+		for t, d := range rec.dims {
+			if d == nil {
+				continue
+			}
+			if seen[t] == nil {
+				seen[t] = map[*scope]struct{}{}
+			}
+			seen[t][d] = struct{}{}
+			fp.single[t] = d.id
+		}
+	}
+	for t := range seen {
+		fp.spread[t] = len(seen[t])
+	}
+	for c := range codes {
+		fp.codes = append(fp.codes, c)
+	}
+	slices.SortFunc(fp.codes, func(a, b string) int {
+		return cmp.Or(cmp.Compare(codes[b], codes[a]), cmp.Compare(a, b))
+	})
+	if len(fp.codes) > 3 {
+		fp.codes = fp.codes[:3]
+	}
+	return fp
+}
+
 var scopeLabel = [event.NumScopeTypes]string{
 	event.ScopeTerminal: "Terminal", event.ScopeMerchant: "Merchant", event.ScopeRegion: "Region",
 	event.ScopeCarrier: "Carrier", event.ScopeNetwork: "Network type", event.ScopeHost: "Host",
 	event.ScopeAcquirer: "Acquirer", event.ScopeIssuer: "Issuer", event.ScopeModel: "Model/firmware",
 }
 
-func describe(a *Alert, ev evidence) (summary, remedy string) {
+func describe(a *Alert, fp footprint) (summary, remedy string) {
 	st, _ := event.ParseScopeType(a.ScopeType)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: %.0f%% of attempts failing", scopeLabel[st], a.ScopeID, a.Rate*100)
@@ -25,23 +72,23 @@ func describe(a *Alert, ev evidence) (summary, remedy string) {
 	}
 	if a.Kind == KindDeclineSpike {
 		fmt.Fprintf(&b, " (mostly %s)", a.Cause)
-	} else if len(ev.codes) > 0 {
-		fmt.Fprintf(&b, " with %s", strings.Join(ev.codes, "/"))
+	} else if len(fp.codes) > 0 {
+		fmt.Fprintf(&b, " with %s", strings.Join(fp.codes, "/"))
 	}
 	fmt.Fprintf(&b, " since %s UTC (%d of %d, normal %.1f%%)", a.StartsAt.Format("15:04"), a.Failures, a.Attempts, a.BaselineRate*100)
-	b.WriteString(spreadNote(a.Kind, st, ev))
-	return b.String(), remedyFor(a, st, ev)
+	b.WriteString(spreadNote(a.Kind, st, fp))
+	return b.String(), remedyFor(a, st, fp)
 }
 
 // spreadNote says what the failures share and what they do not, which is
 // what tells an on-call engineer where to look.
-func spreadNote(k Kind, st event.ScopeType, ev evidence) string {
+func spreadNote(k Kind, st event.ScopeType, fp footprint) string {
 	many := func(t event.ScopeType, what string) string {
-		switch n := ev.spread[t]; {
+		switch n := fp.spread[t]; {
 		case n > 1:
 			return fmt.Sprintf("; %d %s affected", n, what)
 		case n == 1:
-			return fmt.Sprintf("; only %s %s", strings.TrimSuffix(what, "s"), ev.single[t])
+			return fmt.Sprintf("; only %s %s", strings.TrimSuffix(what, "s"), fp.single[t])
 		}
 		return ""
 	}
@@ -75,7 +122,7 @@ func spreadNote(k Kind, st event.ScopeType, ev evidence) string {
 	return ""
 }
 
-func remedyFor(a *Alert, st event.ScopeType, ev evidence) string {
+func remedyFor(a *Alert, st event.ScopeType, fp footprint) string {
 	id := a.ScopeID
 	switch a.Kind {
 	case KindNetworkOutage:
@@ -85,7 +132,7 @@ func remedyFor(a *Alert, st event.ScopeType, ev evidence) string {
 		case event.ScopeHost:
 			return fmt.Sprintf("Confirm acquirer host %s is up; move its terminals to the backup host IP/DNS.", id)
 		case event.ScopeRegion:
-			if ev.spread[event.ScopeCarrier] > 1 {
+			if fp.spread[event.ScopeCarrier] > 1 {
 				return fmt.Sprintf("All carriers fail in region %s: check acquirer connectivity and power for the region; fail terminals over to another link.", id)
 			}
 			return fmt.Sprintf("Check carrier coverage and acquirer connectivity in region %s; fail terminals over to another link (4G/Wi-Fi/wired).", id)

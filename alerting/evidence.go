@@ -1,6 +1,10 @@
 package alerting
 
-import "math"
+import (
+	"math"
+
+	"github.com/declinemon/declinemon/event"
+)
 
 // The statistical rule.
 //
@@ -71,4 +75,30 @@ func surprise(k, n int, p0 float64) float64 {
 		s += float64(n-k) * math.Log((1-r)/(1-p0))
 	}
 	return s
+}
+
+// passes applies rule r's test to k failures in n attempts of a scope of
+// type t, aff of them on distinct terminals, against baseline rate p0. A
+// firing scope only has to stay clearly abnormal (half the thresholds, no
+// significance test) to keep firing; this is the hysteresis that stops a
+// flapping scope from opening a new incident every minute.
+func (e *Engine) passes(r *rule, t event.ScopeType, k, n, aff int, p0 float64, firing bool) bool {
+	if n <= 0 || k <= 0 {
+		return false
+	}
+	rate := float64(k) / float64(n)
+	c := r.cfg
+	if firing {
+		return k >= max(1, c.MinFailures/2) && rate >= c.MinRate/2 && rate >= c.MinRatio/2*p0
+	}
+	if k < c.MinFailures || rate < c.MinRate || rate < c.MinRatio*p0 {
+		return false
+	}
+	if t == event.ScopeTerminal {
+		return binomTail(k, n, p0) <= e.cfg.TerminalAlpha
+	}
+	if aff < c.MinAffected {
+		return false
+	}
+	return binomTail(k, n, p0) <= e.cfg.Alpha
 }

@@ -1,0 +1,173 @@
+package alerting
+
+import (
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+)
+
+// An incident fires once, is updated while its scope keeps passing, and
+// resolves once its scope has looked normal for the rule's ClearAfter
+// (settle). A terminal inside a firing network outage does not fire
+// (inhibition), and an incident in a declared maintenance window fires
+// without paging.
+
+// incident is a firing alert and what the engine needs to keep it.
+type incident struct {
+	alert      Alert
+	rule       *rule
+	scope      *scope
+	quietSince int64  // event time the scope first looked normal again; 0 while anomalous
+	confirmed  uint64 // tick at which the scope last passed
+}
+
+// alarm is a scope found anomalous, about to fire.
+type alarm struct {
+	kind      Kind
+	cause     event.Cause
+	scope     *scope
+	start     int64 // onset, event time; 0 if unknown
+	tally     tally
+	footprint footprint
+}
+
+func (e *Engine) fire(r *rule, al alarm, T int64) {
+	s := al.scope
+	start := time.Unix(0, al.start).UTC()
+	if al.start == 0 {
+		start = time.Unix(0, T).UTC()
+	}
+	detected := time.Unix(0, T).UTC()
+	a := Alert{
+		ID:         alertID(al.kind, s.typ.String(), s.id, al.cause.String(), start),
+		State:      StateFiring,
+		Kind:       al.kind,
+		Cause:      al.cause.String(),
+		ScopeType:  s.typ.String(),
+		ScopeID:    s.id,
+		StartsAt:   start,
+		DetectedAt: detected,
+		Labels:     e.labels(al.kind, s, detected),
+	}
+	setCounts(&a, al.tally)
+	// Dimension labels let a router (Alertmanager inhibition) relate a
+	// terminal alert to an outage of its region, carrier, host...
+	if s.typ == event.ScopeTerminal && s.dims != nil {
+		for t, d := range s.dims {
+			if d != nil && event.ScopeType(t) != event.ScopeTerminal {
+				a.Labels[dimLabel(event.ScopeType(t))] = d.id
+			}
+		}
+	} else {
+		a.Labels[dimLabel(s.typ)] = s.id
+	}
+	a.Summary, a.Remedy = describe(&a, al.footprint)
+	inc := &incident{alert: a, rule: r, scope: s, confirmed: e.tickNo}
+	s.setIncident(r.idx, inc)
+	r.active = append(r.active, inc)
+	e.stats.Fired++
+	e.emit(a)
+}
+
+// update re-confirms a firing incident with the latest window, keeping the
+// peak failures and affected count so the resolved record tells how bad it
+// got.
+func (e *Engine) update(inc *incident, t tally) {
+	inc.confirmed, inc.quietSince = e.tickNo, 0
+	a := &inc.alert
+	if t.failures >= a.Failures {
+		t.affected = max(t.affected, a.Affected)
+		t.baseline = a.BaselineRate
+		setCounts(a, t)
+	}
+}
+
+// settle resolves incidents of r that were not re-confirmed at T once they
+// have looked normal for ClearAfter.
+func (e *Engine) settle(r *rule, T int64) {
+	keep := r.active[:0]
+	for _, inc := range r.active {
+		if inc.confirmed == e.tickNo {
+			keep = append(keep, inc)
+			continue
+		}
+		if inc.quietSince == 0 {
+			inc.quietSince = T
+		}
+		if T-inc.quietSince >= int64(r.cfg.ClearAfter) {
+			e.resolve(inc, inc.quietSince)
+			continue
+		}
+		keep = append(keep, inc)
+	}
+	clear(r.active[len(keep):])
+	r.active = keep
+}
+
+func (e *Engine) resolve(inc *incident, at int64) {
+	a := inc.alert
+	a.State = StateResolved
+	end := time.Unix(0, at).UTC()
+	a.EndsAt = &end
+	inc.scope.setIncident(inc.rule.idx, nil)
+	e.stats.Resolved++
+	e.emit(a)
+}
+
+// underNetworkOutage reports whether any scope of the terminal has a firing
+// network outage: its terminal alerts are inhibited.
+func (e *Engine) underNetworkOutage(term *scope) bool {
+	if term.dims == nil {
+		return false
+	}
+	for _, s := range term.dims {
+		if s != nil && s != term && s.incident(ruleNetwork) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// labels are the routing labels of a new alert of kind k in s: the
+// configured ones, the kind's severity and team, and whether it pages,
+// which a maintenance window declared for s turns off.
+func (e *Engine) labels(k Kind, s *scope, at time.Time) map[string]string {
+	cfg := e.cfg.Rules[k.String()]
+	l := make(map[string]string, len(e.cfg.Labels)+4)
+	for key, v := range e.cfg.Labels {
+		l[key] = v
+	}
+	l["severity"] = cfg.Severity
+	l["team"] = cfg.Team
+	l["paging"] = "true"
+	for _, m := range e.cfg.Maintenance {
+		if m.ScopeType == s.typ.String() && m.ScopeID == s.id && !at.Before(m.Start) && at.Before(m.End) {
+			l["maintenance"] = "true"
+			l["paging"] = "false"
+			l["severity"] = "info"
+			if m.Note != "" {
+				l["maintenance_note"] = m.Note
+			}
+		}
+	}
+	return l
+}
+
+// dimLabel is the label carrying a dimension's value; merchant_id rather
+// than merchant, as in the event.
+func dimLabel(t event.ScopeType) string {
+	if t == event.ScopeMerchant {
+		return "merchant_id"
+	}
+	return t.String()
+}
+
+func setCounts(a *Alert, t tally) {
+	a.Attempts, a.Failures, a.Affected = t.attempts, t.failures, t.affected
+	if t.attempts > 0 {
+		a.Rate = round4(float64(t.failures) / float64(t.attempts))
+	}
+	a.BaselineRate = round4(t.baseline)
+}
+
+func round4(x float64) float64 { return float64(int64(x*10000+0.5)) / 10000 }
