@@ -387,7 +387,7 @@ func (d *Decoder) skipChecked(depth int) *DecodeError {
 		if _, _, _, ok := s.number(); !ok {
 			return malformed
 		}
-		if scanCardData(s.b[start:s.i], nil) {
+		if num := s.b[start:s.i]; scanCardData(num, nil) || floatHoldsCard(num) {
 			return reject(ReasonSensitiveData, "", "an unknown field holds a card number")
 		}
 		return nil

@@ -25,6 +25,19 @@ type KafkaSource struct {
 	reader    *kafka.Reader
 	errLog    *ratelog.Logger
 	topics    map[string][]byte // topic names as bytes, so Fetch does not allocate them
+
+	rejoin atomic.Bool
+	// fetched and committed offsets per partition (Fetch and Commit run on
+	// the same goroutine): a rejoin waits until they agree.
+	fetched     map[partitionOf]*int64
+	committed   map[partitionOf]int64
+	lastFetched partitionOf
+	lastOffset  *int64
+}
+
+type partitionOf struct {
+	topic     string
+	partition int
 }
 
 // NewKafkaSource validates cfg (defaults applied) and builds the consumer.
@@ -37,13 +50,20 @@ func NewKafkaSource(cfg KafkaConfig, log *zap.Logger) (*KafkaSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &KafkaSource{cfg: cfg, dialer: dialer, transport: transport, errLog: ratelog.New(log, 10*time.Second), topics: map[string][]byte{}}
+	s := &KafkaSource{cfg: cfg, dialer: dialer, transport: transport, errLog: ratelog.New(log, 10*time.Second), topics: map[string][]byte{},
+		fetched: map[partitionOf]*int64{}, committed: map[partitionOf]int64{}}
+	s.reader = s.newReader()
+	return s, nil
+}
+
+func (s *KafkaSource) newReader() *kafka.Reader {
+	cfg := s.cfg
 	start := kafka.FirstOffset
 	if cfg.StartOffset == "latest" {
 		start = kafka.LastOffset
 	}
-	s.reader = kafka.NewReader(kafka.ReaderConfig{
-		Brokers: cfg.Brokers, GroupID: cfg.GroupID, GroupTopics: cfg.Topics, Dialer: dialer,
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers: cfg.Brokers, GroupID: cfg.GroupID, GroupTopics: cfg.Topics, Dialer: s.dialer,
 		MinBytes: cfg.MinBytes, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, StartOffset: start,
 		QueueCapacity: 1000, ReadBatchTimeout: 10 * time.Second,
 		SessionTimeout: cfg.SessionTimeout, HeartbeatInterval: cfg.HeartbeatInterval, RebalanceTimeout: cfg.RebalanceTimeout,
@@ -52,8 +72,13 @@ func NewKafkaSource(cfg KafkaConfig, log *zap.Logger) (*KafkaSource, error) {
 			s.errLog.Warn("kafka reader", "reader", zap.String("error", fmt.Sprintf(msg, args...)))
 		}),
 	})
-	return s, nil
 }
+
+// RequestRejoin asks the consumer to leave and join its group again (a
+// topic it waited for now exists). It happens in Fetch, once everything
+// fetched so far is committed, so nothing is delivered twice. Safe to call
+// from any goroutine.
+func (s *KafkaSource) RequestRejoin() { s.rejoin.Store(true) }
 
 // Config is the configuration in use, defaults applied.
 func (s *KafkaSource) Config() KafkaConfig { return s.cfg }
@@ -65,8 +90,24 @@ var ErrSourceClosed = errors.New("kafka consumer closed")
 // (broker down, rebalance) are logged at a bounded rate and retried.
 func (s *KafkaSource) Fetch(ctx context.Context) (Message, error) {
 	for {
+		if s.rejoin.Load() && s.allCommitted() {
+			s.rejoin.Store(false)
+			s.reader.Close()
+			s.reader = s.newReader()
+			clear(s.fetched)
+			clear(s.committed)
+			s.lastOffset = nil
+		}
 		m, err := s.reader.FetchMessage(ctx)
 		if err == nil {
+			if s.lastOffset == nil || s.lastFetched.partition != m.Partition || s.lastFetched.topic != m.Topic {
+				s.lastFetched = partitionOf{m.Topic, m.Partition}
+				if s.lastOffset = s.fetched[s.lastFetched]; s.lastOffset == nil {
+					s.lastOffset = new(int64)
+					s.fetched[s.lastFetched] = s.lastOffset
+				}
+			}
+			*s.lastOffset = m.Offset
 			return s.message(&m), nil
 		}
 		if ctx.Err() != nil {
@@ -143,7 +184,19 @@ func (s *KafkaSource) Commit(ctx context.Context, positions []Position) error {
 	if err := s.reader.CommitMessages(ctx, msgs...); err != nil {
 		return &CommitError{err}
 	}
+	for _, p := range positions {
+		s.committed[partitionOf{p.Topic, p.Partition}] = p.Offset
+	}
 	return nil
+}
+
+func (s *KafkaSource) allCommitted() bool {
+	for k, off := range s.fetched {
+		if c, ok := s.committed[k]; !ok || c < *off {
+			return false
+		}
+	}
+	return true
 }
 
 // Lag is the consumer's total lag as the reader last saw it.

@@ -1,6 +1,10 @@
 package ingest
 
-import "bytes"
+import (
+	"bytes"
+	"math"
+	"strconv"
+)
 
 const maskByte = '*'
 
@@ -164,8 +168,108 @@ func maskCardData(b []byte) bool {
 					found = true
 				}
 			}
+			if maskFloatCards(region) {
+				found = true
+			}
 			i = j
 		}
+	}
+	if maskNamedValues(b) {
+		found = true
+	}
+	return found
+}
+
+// maskFloatCards masks numbers written with a fraction or exponent whose
+// value is a card number (4.111111111111111e15).
+func maskFloatCards(region []byte) bool {
+	found := false
+	for i := 0; i < len(region); {
+		if !isDigit(region[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(region) && (isDigit(region[j]) || region[j] == '.' || region[j] == 'e' || region[j] == 'E' || region[j] == '+' || region[j] == '-') {
+			j++
+		}
+		if floatHoldsCard(region[i:j]) {
+			for k := i; k < j; k++ {
+				if isDigit(region[k]) {
+					region[k] = maskByte
+				}
+			}
+			found = true
+		}
+		i = j
+	}
+	return found
+}
+
+// floatHoldsCard reports a number with a fraction or exponent whose value
+// is a whole card number.
+func floatHoldsCard(num []byte) bool {
+	if !bytes.ContainsAny(num, ".eE") {
+		return false
+	}
+	v, err := strconv.ParseFloat(string(num), 64)
+	if err != nil || v < 0 {
+		v = -v
+	}
+	if err != nil || v < 1e12 || v >= 1e19 || v != math.Trunc(v) {
+		return false
+	}
+	return scanCardData(strconv.AppendFloat(nil, v, 'f', 0, 64), nil)
+}
+
+// maskNamedValues is the text pass for copies that are not JSON: a
+// card-data name as a bare word followed by ':' or '=' (or by a quoted
+// value), as in {'cvv': '123'}, {"cvv" "123"} or pan=...&cvv=123, has the
+// value after it masked.
+func maskNamedValues(b []byte) bool {
+	found := false
+	word := func(c byte) bool {
+		return isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'z') || c == '_' || c == '-' || c == '.'
+	}
+	for i := 0; i < len(b); {
+		if !word(b[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(b) && word(b[j]) {
+			j++
+		}
+		if sensitiveName(b[i:j]) == "" {
+			i = j
+			continue
+		}
+		k, quoted, assigned := j, false, false
+		for k < len(b) && k-j < 8 {
+			switch c := b[k]; {
+			case c == '"' || c == '\'' || c == '`':
+				quoted = true
+			case c == ':' || c == '=':
+				assigned = true
+			case c == ' ' || c == '\t':
+			default:
+				goto value
+			}
+			k++
+		}
+	value:
+		if assigned || quoted {
+			v := k
+			for v < len(b) && (isDigit(b[v]) || b[v]|0x20 >= 'a' && b[v]|0x20 <= 'z') {
+				b[v] = maskByte
+				v++
+			}
+			if v > k {
+				found = true
+			}
+			k = v
+		}
+		i = max(k, j)
 	}
 	return found
 }

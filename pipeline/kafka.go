@@ -12,6 +12,7 @@ import (
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/classify"
 	"github.com/declinemon/declinemon/ingest"
+	"github.com/declinemon/declinemon/internal/ratelog"
 )
 
 // RunOptions configure a Runner.
@@ -30,12 +31,14 @@ type RunOptions struct {
 // the dead-letter topic and, when configured, the forward topic.
 type Runner struct {
 	*Pipeline
-	split   atomic.Int32 // members holding partitions, when detection shares the group
-	source  *ingest.KafkaSource
-	dead    *ingest.DeadLetterTopic
-	forward *ingest.ForwardTopic
-	store   Store
-	log     *zap.Logger
+	split      atomic.Int32 // members holding partitions, when detection shares the group
+	topicCheck time.Duration
+	waitLog    *ratelog.Logger
+	source     *ingest.KafkaSource
+	dead       *ingest.DeadLetterTopic
+	forward    *ingest.ForwardTopic
+	store      Store
+	log        *zap.Logger
 }
 
 // NewRunner validates the configuration and builds the runner. It does not
@@ -49,7 +52,8 @@ func NewRunner(o RunOptions) (*Runner, error) {
 		return nil, err
 	}
 	kc := src.Config()
-	r := &Runner{source: src, store: o.Store, log: o.Log}
+	r := &Runner{source: src, store: o.Store, log: o.Log, topicCheck: max(kc.PartitionWatchInterval, time.Second),
+		waitLog: ratelog.New(o.Log, 10*time.Second)}
 	if r.dead, err = ingest.NewDeadLetterTopic(kc, o.Log); err != nil {
 		return nil, err
 	}
@@ -111,10 +115,13 @@ func (r *Runner) watchTopics(ctx context.Context) {
 		var missing *ingest.MissingTopicsError
 		switch {
 		case errors.As(err, &missing):
-			r.log.Warn("waiting for topics to be created; /readyz is not ready meanwhile", zap.Strings("topics", missing.Topics))
+			r.waitLog.Warn("waiting for topics to be created; /readyz is not ready meanwhile", "topics", zap.Strings("topics", missing.Topics))
 			waited = true
 		case err == nil:
 			if waited {
+				// The group may have settled on what existed at start:
+				// join again to be assigned the new topics' partitions.
+				r.source.RequestRejoin()
 				r.log.Info("all topics exist; consuming")
 			}
 			return
@@ -122,7 +129,7 @@ func (r *Runner) watchTopics(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(10 * time.Second):
+		case <-time.After(r.topicCheck):
 		}
 	}
 }

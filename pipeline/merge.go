@@ -27,6 +27,7 @@ type merger struct {
 	idleAfter time.Duration
 	now       func() time.Time
 	started   time.Time // first push: sources are still being discovered for idleAfter
+	lastPush  time.Time // any source
 	known     int       // sources known up front (0: discovered), e.g. 1 for a file
 	// consumed tracks what is held per consumed partition, so the
 	// pipeline commits only offsets whose events the detector has seen.
@@ -127,10 +128,18 @@ func (m *merger) push(topic []byte, partition int, from partitionKey, offset int
 		m.consumed[from] = h
 	}
 	s.items = append(s.items, held{ev: *ev, cause: cause, from: h, index: h.hold(offset)})
-	s.lastSeen = m.now()
-	if m.started.IsZero() {
-		m.started = s.lastSeen
+	now := m.now()
+	if m.started.IsZero() || now.Sub(m.lastPush) > m.idleAfter {
+		// First data, or the first after a stall of the whole stream (a
+		// broker outage, a rebalance): every source gets idleAfter to
+		// deliver again before any counts as idle, as at start.
+		m.started = now
+		for _, o := range m.order {
+			o.lastSeen = now
+		}
 	}
+	m.lastPush = now
+	s.lastSeen = now
 	m.buffered++
 	m.release(observe, false)
 }

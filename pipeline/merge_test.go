@@ -94,3 +94,37 @@ func TestMergerStaysBoundedUnderSteadyFlow(t *testing.T) {
 		t.Fatalf("released only %d", n)
 	}
 }
+
+// TestMergerHoldsAfterAStall: after the whole stream stalled (a broker
+// outage), the first partition to deliver again does not run ahead of the
+// others: every partition gets the idle timeout to deliver again.
+func TestMergerHoldsAfterAStall(t *testing.T) {
+	now := time.Unix(0, 0)
+	m := newMerger(100, 3*time.Second, 0)
+	m.now = func() time.Time { return now }
+	var got []int
+	observe := func(ev *event.Event, _ event.Cause) { got = append(got, int(ev.Time.Unix())) }
+	push := func(p, ts int) {
+		ev := event.Event{Time: time.Unix(int64(ts), 0)}
+		m.push([]byte("t"), p, partitionKey{"t", p}, 0, &ev, event.CauseNone, observe)
+	}
+	push(0, 1)
+	push(1, 2)
+	now = now.Add(4 * time.Second)
+	m.release(observe, false)
+	got = got[:0]
+	now = now.Add(30 * time.Second) // the broker is down
+	push(0, 40)                     // partition 0 is back first
+	push(0, 41)
+	now = now.Add(time.Second)
+	push(0, 42)
+	if len(got) != 0 {
+		t.Fatalf("released %v before partition 1 delivered again", got)
+	}
+	push(1, 39)
+	now = now.Add(2 * time.Second)
+	push(1, 43)
+	if want := []int{39, 40, 41, 42}; !equal(got, want) {
+		t.Fatalf("released %v, want %v", got, want)
+	}
+}

@@ -132,8 +132,11 @@ func StartWith(ctx context.Context, o Options) (*Broker, error) {
 	if err := os.WriteFile(logCfg, []byte(log4j), 0o644); err != nil {
 		return nil, fmt.Errorf("writing log4j.properties: %w", err)
 	}
+	// A cluster id starting with '-' would read as an option to the
+	// storage tool.
 	id := make([]byte, 16)
-	rand.Read(id)
+	for rand.Read(id); base64.RawURLEncoding.EncodeToString(id)[0] == '-'; rand.Read(id) {
+	}
 	cp := filepath.Join(libs, "*")
 	jvm := []string{"-Xmx512m", "-Xms128m", "-XX:+UseG1GC", "-Dlog4j.configuration=file:" + logCfg, "-cp", cp}
 	format := exec.CommandContext(ctx, java, append(jvm, "kafka.tools.StorageTool", "format", "-t",
