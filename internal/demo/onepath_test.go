@@ -13,8 +13,8 @@ import (
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/alerting/scenario"
 	"github.com/declinemon/declinemon/event"
-	"github.com/declinemon/declinemon/internal/kafkatest"
 	"github.com/declinemon/declinemon/ingest"
+	"github.com/declinemon/declinemon/internal/kafkatest"
 	"github.com/declinemon/declinemon/pipeline"
 )
 
