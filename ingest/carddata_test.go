@@ -94,6 +94,7 @@ func oracleCardData(t testing.TB, data []byte) (names, numbers bool) {
 		walk = func(v any, top bool) {
 			switch x := v.(type) {
 			case map[string]any:
+				cup := top && x["scheme"] == "cup"
 				for k, e := range x {
 					if oracleName(k) {
 						names = true
@@ -101,7 +102,7 @@ func oracleCardData(t testing.TB, data []byte) (names, numbers bool) {
 					if oracleText(k) {
 						numbers = true
 					}
-					if s, ok := e.(string); ok && top && k == "merchant_id" && len(s) == 15 &&
+					if s, ok := e.(string); ok && cup && k == "merchant_id" && len(s) == 15 &&
 						strings.Trim(s, "0123456789") == "" && !strings.HasPrefix(s, "34") && !strings.HasPrefix(s, "37") {
 						continue // a China UnionPay merchant code
 					}
@@ -218,6 +219,7 @@ func TestCardDataRejectedEverywhere(t *testing.T) {
 	f("track2 not luhn", head+`,"note":"4111111111111112=25121011234"}`, "")
 	f("track2 D", head+`,"note":"4111111111111112D25121011234"}`, "")
 	f("malformed with pan", `{"event_id":"e1","note":"4111 1111 1111 1111",`, "")
+	f("luhn merchant id outside cup", head[:len(head)-len(`"merchant_id":"M1","response_code":"05"`)]+`"merchant_id":"102310058120007","response_code":"05"}`, "merchant_id")
 	f("amex merchant id", head[:len(head)-len(`"merchant_id":"M1","response_code":"05"`)]+`"merchant_id":"378282246310005","response_code":"05"}`, "merchant_id")
 }
 
@@ -225,8 +227,8 @@ func TestLongDigitStringsThatAreNotCards(t *testing.T) {
 	const head = `{"event_id":"e1","ts":"2026-11-27T04:03:11Z","terminal_id":"T1","response_code":"05"`
 	d := NewDecoder(DecoderConfig{})
 	for name, extra := range map[string]string{
-		"cup merchant id":   `,"merchant_id":"898310048990001"`,
-		"cup merchant luhn": `,"merchant_id":"102310058120007"`,
+		"cup merchant id":   `,"merchant_id":"898310048990001","scheme":"cup"`,
+		"cup merchant luhn": `,"scheme":"cup","merchant_id":"102310058120007"`,
 		"not luhn":          `,"merchant_id":"M1","note":"4111111111111112"`,
 		"too long":          `,"merchant_id":"M1","order":"20261127120311482000123"`,
 		"too short":         `,"merchant_id":"M1","order":"411111111111"`,

@@ -51,6 +51,7 @@ const (
 	seenTS
 	seenTerminal
 	seenMerchant
+	seenCUPMerchant
 	seenAllRequired = seenEventID | seenTS | seenTerminal | seenMerchant
 )
 
@@ -123,6 +124,11 @@ func (d *Decoder) decode(data []byte, ev *event.Event) *DecodeError {
 			return reject(ReasonMissingField, "merchant_id", "required field is missing")
 		}
 	}
+	if seen&seenCUPMerchant != 0 && scheme != event.SchemeCUP {
+		if err := noCardData("merchant_id", []byte(ev.Merchant)); err != nil {
+			return err
+		}
+	}
 	if ev.ResponseCode == "" && ev.TerminalError == "" {
 		return reject(ReasonMissingField, "response_code", "an event needs response_code or terminal_error")
 	}
@@ -174,10 +180,10 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if err != nil {
 			return err
 		}
-		if !isCUPMerchantID(v) {
-			if err := noCardData("merchant_id", v); err != nil {
-				return err
-			}
+		if isCUPMerchantID(v) {
+			*seen |= seenCUPMerchant // exempt only if the event is CUP's: checked at the end
+		} else if err := noCardData("merchant_id", v); err != nil {
+			return err
 		}
 		ev.Merchant = d.intern.Bytes(v)
 		*seen |= seenMerchant

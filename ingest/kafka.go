@@ -26,7 +26,8 @@ type KafkaSource struct {
 	errLog    *ratelog.Logger
 	topics    map[string][]byte // topic names as bytes, so Fetch does not allocate them
 
-	rejoin atomic.Bool
+	rejoin      atomic.Bool
+	rejoinAsked time.Time // written before rejoin is set
 	// fetched and committed offsets per partition (Fetch and Commit run on
 	// the same goroutine): a rejoin waits until they agree.
 	fetched     map[partitionOf]*int64
@@ -78,7 +79,13 @@ func (s *KafkaSource) newReader() *kafka.Reader {
 // topic it waited for now exists). It happens in Fetch, once everything
 // fetched so far is committed, so nothing is delivered twice. Safe to call
 // from any goroutine.
-func (s *KafkaSource) RequestRejoin() { s.rejoin.Store(true) }
+func (s *KafkaSource) RequestRejoin() {
+	s.rejoinAsked = time.Now()
+	s.rejoin.Store(true)
+}
+
+// rejoinWait bounds how long a rejoin waits for commits to catch up.
+const rejoinWait = 30 * time.Second
 
 // Config is the configuration in use, defaults applied.
 func (s *KafkaSource) Config() KafkaConfig { return s.cfg }
@@ -90,7 +97,7 @@ var ErrSourceClosed = errors.New("kafka consumer closed")
 // (broker down, rebalance) are logged at a bounded rate and retried.
 func (s *KafkaSource) Fetch(ctx context.Context) (Message, error) {
 	for {
-		if s.rejoin.Load() && s.allCommitted() {
+		if s.rejoin.Load() && (s.allCommitted() || time.Since(s.rejoinAsked) > rejoinWait) {
 			s.rejoin.Store(false)
 			s.reader.Close()
 			s.reader = s.newReader()
@@ -147,14 +154,29 @@ func (s *KafkaSource) message(m *kafka.Message) Message {
 			}
 		}
 	}
-	if origin != nil && partition >= 0 {
+	if partition >= 0 && validOrigin(origin) {
 		out.OriginTopic, out.OriginPartition = origin, partition
 	}
 	return out
 }
 
+// validOrigin accepts an origin header only if it can be a Kafka topic
+// name (at most 249 of [a-zA-Z0-9._-]) and holds no card data: any
+// producer can set headers, and the origin travels on in forwards.
+func validOrigin(topic []byte) bool {
+	if len(topic) == 0 || len(topic) > 249 {
+		return false
+	}
+	for _, c := range topic {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return !CarriesCardData(topic)
+}
+
 func atoi(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 9 {
+	if len(b) == 0 || len(b) > 5 { // partitions: at most 99,999
 		return 0, false
 	}
 	n := 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -87,12 +88,14 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.log.Info("consuming", zap.Strings("brokers", kc.Brokers), zap.Strings("topics", kc.Topics),
 		zap.String("group_id", kc.GroupID), zap.String("dlq_topic", kc.DLQTopic), zap.Bool("detection", r.Engine() != nil))
 	wctx, stopWatch := context.WithCancel(ctx)
-	go r.watchTopics(wctx)
+	var watchers sync.WaitGroup
+	watchers.Go(func() { r.watchTopics(wctx) })
 	if r.Engine() != nil {
-		go r.watchGroup(wctx)
+		watchers.Go(func() { r.watchGroup(wctx) })
 	}
 	runErr := r.Pipeline.Run(ctx, r.source)
 	stopWatch()
+	watchers.Wait()
 	closers := []func() error{r.source.Close, r.dead.Close}
 	if r.forward != nil {
 		closers = append(closers, r.forward.Close)

@@ -91,6 +91,9 @@ type held struct {
 	index int          // its place there
 }
 
+// maxSources bounds the sources the merger orders across.
+const maxSources = 4096
+
 func newMerger(max int, idleAfter time.Duration, known int) *merger {
 	return &merger{sources: map[string]map[int]*source{}, max: max, idleAfter: idleAfter, now: time.Now, known: known,
 		consumed: map[partitionKey]*heldOffsets{}}
@@ -120,6 +123,11 @@ func (m *merger) push(topic []byte, partition int, from partitionKey, offset int
 	if m.known == 1 && m.buffered == 0 {
 		observe(ev, cause) // one source (a file): already in order, nothing to hold
 		return
+	}
+	if len(m.order) >= maxSources && m.sources[string(topic)][partition] == nil {
+		// Origins come from headers any producer can set: beyond a sane
+		// number, order by the partition actually consumed.
+		topic, partition = []byte(from.topic), from.partition
 	}
 	s := m.source(topic, partition)
 	h := m.consumed[from]
