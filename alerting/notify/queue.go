@@ -27,8 +27,13 @@ type queue struct {
 	seq     uint64   // sequence number of the last record accepted
 	settled uint64   // every record up to this one is delivered, failed or dropped
 	closed  bool
-	changed signal // room freed, a record settled, or closed
-	report  flushReport
+	// down: the last record failed all its attempts. A full queue then
+	// drops new records (counted, logged) instead of holding up the
+	// caller's pipeline for hours behind a dead endpoint.
+	down     bool
+	lastDrop time.Time
+	changed  signal // room freed, a record settled, or closed
+	report   flushReport
 
 	ctx  context.Context // ends when Close gives up: deliveries abort
 	stop context.CancelFunc
@@ -75,6 +80,16 @@ func (q *queue) enqueue(ctx context.Context, alerts []alerting.Alert) error {
 		}
 		if len(q.items) == 0 || len(q.items)+len(alerts) <= q.size {
 			break
+		}
+		if q.down {
+			q.stats.Dropped.Add(uint64(len(alerts)))
+			if time.Since(q.lastDrop) > 10*time.Second {
+				q.lastDrop = time.Now()
+				q.log.Error("alert receiver down and its queue full: dropping alert records (see declinemon_alert_deliveries_total{result=\"dropped\"})",
+					zap.Int("queued", len(q.items)), zap.Int("dropped", len(alerts)))
+			}
+			q.mu.Unlock()
+			return nil
 		}
 		if !logged {
 			logged = true
@@ -125,6 +140,7 @@ func (q *queue) run() {
 		res := q.send(&it.a)
 
 		q.mu.Lock()
+		q.down = res == outcomeFailed
 		switch res {
 		case outcomeSent:
 			q.stats.Sent.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -317,5 +318,32 @@ func TestWebhookSendHonoursContext(t *testing.T) {
 	wh.Close(context.Background())
 	if err := wh.Send(context.Background(), []alerting.Alert{sample("after")}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Send after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestDeadWebhookDoesNotHoldUpThePipeline: once a record has failed all
+// its attempts, a full queue drops new records (counted) instead of making
+// Send wait behind a dead endpoint.
+func TestDeadWebhookDoesNotHoldUpThePipeline(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	wh, err := NewWebhook(WebhookConfig{URL: srv.URL, Attempts: 1, QueueSize: 2, Timeout: time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range 50 {
+		if err := wh.Send(ctx, []alerting.Alert{{ID: fmt.Sprintf("a%d", i), State: alerting.StateFiring}}); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	wh.Flush(ctx)
+	sent, failed, dropped, _ := wh.Stats().DeliveryCounts()
+	if sent != 0 || failed == 0 || dropped == 0 || failed+dropped != 50 {
+		t.Errorf("sent %d, failed %d, dropped %d of 50", sent, failed, dropped)
 	}
 }
