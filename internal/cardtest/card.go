@@ -201,10 +201,16 @@ const (
 	Spaces                  // 4111 1111 1111 1111 (Amex 3782 822463 10005)
 	Dashes                  // 4111-1111-1111-1111
 	Irregular               // groups of 3–6 digits, one separator kind per number
+	Unusual                 // card groups joined by dots, double spaces, slashes, Unicode spaces or dashes
+	Fullwidth               // fullwidth digits ４１１１…, as East Asian input methods type them
 	NumFormats
 )
 
-var formatNames = [NumFormats]string{"plain", "spaces", "dashes", "irregular"}
+var formatNames = [NumFormats]string{"plain", "spaces", "dashes", "irregular", "unusual", "fullwidth"}
+
+// unusualSeps are separators people and programs put between digit groups
+// besides a space or a dash.
+var unusualSeps = []string{".", "  ", "/", "_", "\u00a0", "\u200b", "\u2013", "\u3000", " - "}
 
 func (f Format) String() string {
 	if f < NumFormats {
@@ -243,6 +249,10 @@ func (g *Gen) Render(c Card, f Format) string {
 		sizes = groups(c.PAN, c.Scheme)
 	case Dashes:
 		sizes, sep = groups(c.PAN, c.Scheme), "-"
+	case Fullwidth:
+		return strings.Map(func(r rune) rune { return '０' + (r - '0') }, c.PAN)
+	case Unusual:
+		sizes, sep = groups(c.PAN, c.Scheme), unusualSeps[g.rng.IntN(len(unusualSeps))]
 	case Irregular:
 		if g.rng.IntN(2) == 0 {
 			sep = "-"
