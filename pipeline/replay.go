@@ -78,7 +78,7 @@ func Replay(ctx context.Context, o ReplayOptions) (*Summary, error) {
 		notifiers.Close(ctx)
 	}()
 	var alerts []alerting.Alert
-	collect := alertFunc(func(a []alerting.Alert) { alerts = append(alerts, a...) })
+	collect := AlertFunc(func(a []alerting.Alert) { alerts = append(alerts, a...) })
 	sinks = append(append(sinks, collect), notifiers.Sinks...)
 	p, err := New(Options{Config: cfg, Rules: rules, Alerts: sinks, Partitions: 1, EndOfInput: true, Tally: true,
 		BatchSize: 5000, FlushInterval: time.Second})
@@ -152,9 +152,11 @@ func progress(w io.Writer, p *Pipeline, start time.Time) (stop func()) {
 	return func() { close(done); <-finished }
 }
 
-type alertFunc func([]alerting.Alert)
+// AlertFunc adapts a function to an AlertSink that never fails.
+type AlertFunc func([]alerting.Alert)
 
-func (f alertFunc) Send(_ context.Context, a []alerting.Alert) error {
+// Send implements AlertSink.
+func (f AlertFunc) Send(_ context.Context, a []alerting.Alert) error {
 	f(a)
 	return nil
 }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -256,22 +257,9 @@ func (p *Pipeline) commitPositions() []ingest.Position {
 		}
 	}
 	slices.SortFunc(positions, func(a, b ingest.Position) int {
-		if a.Topic != b.Topic {
-			return cmpString(a.Topic, b.Topic)
-		}
-		return a.Partition - b.Partition
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
 	return positions
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // haltRetry is how often a halted stage is tried again.

@@ -83,8 +83,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	cfg.Kafka = ingest.KafkaConfig{Brokers: brokers, Topics: []string{topic}, GroupID: "declinemon-demo", DLQTopic: "declinemon.dlq",
 		BatchSize: 2000, FlushInterval: 250 * time.Millisecond, MaxWait: 50 * time.Millisecond}
 	var alerts []alerting.Alert
-	collect := alertFunc(func(a []alerting.Alert) { alerts = append(alerts, a...) })
-	console := alertFunc(func(as []alerting.Alert) {
+	collect := pipeline.AlertFunc(func(a []alerting.Alert) { alerts = append(alerts, a...) })
+	console := pipeline.AlertFunc(func(as []alerting.Alert) {
 		for _, a := range as {
 			if a.State == alerting.StateResolved && a.EndsAt != nil {
 				fmt.Fprintf(o.Out, "RESOLVED %s %s=%s at %s UTC (event time)\n", a.Kind, a.ScopeType, a.ScopeID, a.EndsAt.Format("15:04:05"))
@@ -125,11 +125,4 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	fmt.Fprintf(o.Out, "declinemon demo: consumed %d events, raised %d alert records\n", r.Stats().Messages.Load(), len(alerts))
 	return &Result{Truth: truth, Alerts: alerts, Stats: r.Stats()}, nil
-}
-
-type alertFunc func([]alerting.Alert)
-
-func (f alertFunc) Send(_ context.Context, a []alerting.Alert) error {
-	f(a)
-	return nil
 }
