@@ -453,12 +453,20 @@ func BenchmarkRunKafka(b *testing.B) {
 		cfg.Kafka.FlushInterval = time.Second
 		r, stop := startRunner(b, cfg, nil)
 		start := time.Now()
+		for r.Stats().Messages.Load() < n {
+			time.Sleep(5 * time.Millisecond)
+		}
+		processed := time.Since(start)
 		for r.Stats().Committed.Load() < n {
 			time.Sleep(5 * time.Millisecond)
 		}
-		elapsed := time.Since(start)
+		committed := time.Since(start)
 		stop()
-		b.ReportMetric(float64(n)/elapsed.Seconds(), "events/s")
+		// Throughput is what flows through the path; the commit of the
+		// last events waits until the event-time merge releases them (the
+		// other partitions idle for 3 s), so it trails the stream's end.
+		b.ReportMetric(float64(n)/processed.Seconds(), "events/s")
+		b.ReportMetric(committed.Seconds()-processed.Seconds(), "s-commit-trail")
 	}
 }
 
