@@ -228,3 +228,27 @@ func TestCommitNeverPassesDetection(t *testing.T) {
 		t.Errorf("committed %d of 11 after the detector saw everything", got)
 	}
 }
+
+// TestRedeliveryToTheSameProcessIsSkipped: after a rebalance kafka-go
+// fetches a partition again from its last commit; what this process
+// already processed is neither stored nor detected on twice.
+func TestRedeliveryToTheSameProcessIsSkipped(t *testing.T) {
+	store := &failingStore{}
+	p, err := New(Options{Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := eventMessages(10)
+	for i := range msgs {
+		p.handle(&msgs[i])
+	}
+	for i := 4; i < 10; i++ { // fetched again from offset 4
+		p.handle(&msgs[i])
+	}
+	if got := p.store.pending(); got != 10 {
+		t.Errorf("%d events staged for storage, want 10", got)
+	}
+	if p.Counters().Accepted.Load() != 10 || p.Counters().Redelivered.Load() != 6 {
+		t.Errorf("accepted %d, skipped %d", p.Counters().Accepted.Load(), p.Counters().Redelivered.Load())
+	}
+}

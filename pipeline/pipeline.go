@@ -188,6 +188,14 @@ func (p *Pipeline) handle(m *ingest.Message) {
 		}
 		p.last = st
 	}
+	if st.processed.Topic != "" && m.Offset <= st.processed.Offset {
+		// A rebalance handed this process a partition again from its last
+		// commit, which stops before what the merge still holds: these
+		// messages were processed already, so they are not counted,
+		// stored or detected on twice.
+		c.Redelivered.Add(1)
+		return
+	}
 	st.processed = ingest.Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HighWaterMark: m.HighWaterMark}
 	if de := p.decode(m); de != nil {
 		p.reject(m, de)
