@@ -550,20 +550,13 @@ func TestScaleOutForwardToDetectionStage(t *testing.T) {
 // compose stack starts it), the runner is not ready and says why; once the
 // topic is created and written to, it consumes within seconds.
 func TestRunTopicCreatedAfterStart(t *testing.T) {
-	needBroker(t) // skips or fails like the others when no broker can run
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	b, err := kafkatest.StartWith(ctx, kafkatest.Options{NoAutoCreateTopics: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Stop()
+	b := kafkatest.ForTest(t, kafkatest.Options{NoAutoCreateTopics: true})
 	const topic = "pos.events"
 	cfg := runConfig(b, topic, "g-"+topic)
 	cfg.Kafka.PartitionWatchInterval = time.Second
 	r, stop := startRunner(t, cfg, &memStore{})
 	time.Sleep(2 * time.Second)
-	err = r.Ready(context.Background())
+	err := r.Ready(context.Background())
 	var missing *ingest.MissingTopicsError
 	if !errors.As(err, &missing) || !strings.Contains(err.Error(), topic) {
 		t.Fatalf("readiness before the topic exists: %v", err)

@@ -26,14 +26,7 @@ import (
 func TestSIGTERMCommitsWhatWasProcessed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	b, err := kafkatest.Start(ctx)
-	if err != nil {
-		if kafkatest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip("no kafka broker:", err)
-	}
-	defer b.Stop()
+	b := kafkatest.ForTest(t, kafkatest.Options{})
 	const topic, group = "pos.events", "declinemon-sigterm"
 	if err := b.CreateTopic(ctx, topic, 3); err != nil {
 		t.Fatal(err)

@@ -64,14 +64,7 @@ func TestOnePathReplayRunDemoIdentical(t *testing.T) {
 	// run on a real broker
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	b, err := kafkatest.Start(ctx)
-	if err != nil {
-		if kafkatest.Required() {
-			t.Fatal(err)
-		}
-		t.Skip("no kafka broker:", err)
-	}
-	defer b.Stop()
+	b := kafkatest.ForTest(t, kafkatest.Options{})
 	const topic = "pos.events"
 	if err := b.CreateTopic(ctx, topic, 4); err != nil {
 		t.Fatal(err)

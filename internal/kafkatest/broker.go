@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -251,4 +252,22 @@ func (b *Broker) Stop() {
 		}
 	}
 	os.RemoveAll(b.dir)
+}
+
+// ForTest starts a broker for one test: it fails the test, or skips it
+// when brokers are not required (see Required), if none can start, and
+// stops the broker when the test ends.
+func ForTest(tb testing.TB, o Options) *Broker {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	b, err := StartWith(ctx, o)
+	if err != nil {
+		if Required() {
+			tb.Fatalf("starting kafka: %v", err)
+		}
+		tb.Skipf("no kafka broker (set DECLINEMON_KAFKA_REQUIRED=1 to fail instead): %v", err)
+	}
+	tb.Cleanup(b.Stop)
+	return b
 }
