@@ -142,6 +142,20 @@ func (f *flags) loadConfig(log *zap.Logger) (pipeline.Config, bool) {
 	return cfg, true
 }
 
+// setUp parses args, builds the logger and loads the configuration, for
+// commands that need all three; when ok is false the command exits with
+// code (the reason is printed or logged).
+func (f *flags) setUp(args []string, stderr io.Writer) (log *zap.Logger, cfg pipeline.Config, code int, ok bool) {
+	if code, ok := f.parse(args, stderr); !ok {
+		return nil, cfg, code, false
+	}
+	log = f.logger(stderr)
+	if cfg, ok = f.loadConfig(log); !ok {
+		return log, cfg, 1, false
+	}
+	return log, cfg, 0, true
+}
+
 // levelFlag adapts a *zapcore.Level to flag.Value.
 type levelFlag struct{ l *zapcore.Level }
 

@@ -23,15 +23,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		withConfig("YAML configuration file (kafka: section required, or DECLINEMON_KAFKA_* env)").withLogging("json")
 	rulesPath := f.String("rules", "", "classification rules file (default: embedded)")
 	alertsOut := f.String("alerts-out", "", "also append alerts-v1 JSONL here")
-	if code, ok := f.parse(args, stderr); !ok {
+	log, cfg, code, ok := f.setUp(args, stderr)
+	if !ok {
 		return code
 	}
-	log := f.logger(stderr)
 	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
-	cfg, ok := f.loadConfig(log)
-	if !ok {
-		return 1
-	}
 	rules, err := cfg.LoadRules(*rulesPath)
 	if err != nil {
 		log.Error("loading rules", zap.Error(err))
@@ -129,15 +125,11 @@ func openStorage(ctx context.Context, cfg storage.Config, log *zap.Logger) (*sto
 func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags("migrate", "--config FILE", stdout).
 		withConfig("YAML configuration file (clickhouse: section, or DECLINEMON_CLICKHOUSE_* env)").withLogging("console")
-	if code, ok := f.parse(args, stderr); !ok {
+	log, cfg, code, ok := f.setUp(args, stderr)
+	if !ok {
 		return code
 	}
-	log := f.logger(stderr)
 	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
-	cfg, ok := f.loadConfig(log)
-	if !ok {
-		return 1
-	}
 	if !cfg.ClickHouse.Enabled() {
 		log.Error("clickhouse.addr is not set")
 		return 1
