@@ -20,6 +20,7 @@ import (
 // commits processed positions. It connects lazily.
 type KafkaSource struct {
 	cfg       KafkaConfig
+	balancers []kafka.GroupBalancer // nil: kafka-go's defaults (range, round robin)
 	dialer    *kafka.Dialer
 	transport *kafka.Transport
 	reader    *kafka.Reader
@@ -42,7 +43,10 @@ type partitionOf struct {
 }
 
 // NewKafkaSource validates cfg (defaults applied) and builds the consumer.
-func NewKafkaSource(cfg KafkaConfig, log *zap.Logger) (*KafkaSource, error) {
+// With activeStandby the group gives every partition to its oldest member
+// and none to the others (detection must see the whole fleet; see
+// activeStandby); otherwise partitions are spread over the members.
+func NewKafkaSource(cfg KafkaConfig, log *zap.Logger, activeStandby bool) (*KafkaSource, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid kafka config: %w", err)
@@ -53,6 +57,9 @@ func NewKafkaSource(cfg KafkaConfig, log *zap.Logger) (*KafkaSource, error) {
 	}
 	s := &KafkaSource{cfg: cfg, dialer: dialer, transport: transport, errLog: ratelog.New(log, 10*time.Second), topics: map[string][]byte{},
 		fetched: map[partitionOf]*int64{}, committed: map[partitionOf]int64{}}
+	if activeStandby {
+		s.balancers = []kafka.GroupBalancer{newActiveStandby(time.Now())}
+	}
 	s.reader = s.newReader()
 	return s, nil
 }
@@ -69,6 +76,7 @@ func (s *KafkaSource) newReader() *kafka.Reader {
 		QueueCapacity: 1000, ReadBatchTimeout: 10 * time.Second,
 		SessionTimeout: cfg.SessionTimeout, HeartbeatInterval: cfg.HeartbeatInterval, RebalanceTimeout: cfg.RebalanceTimeout,
 		WatchPartitionChanges: true, PartitionWatchInterval: cfg.PartitionWatchInterval, JoinGroupBackoff: time.Second,
+		GroupBalancers: s.balancers,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			s.errLog.Warn("kafka reader", "reader", zap.String("error", fmt.Sprintf(msg, args...)))
 		}),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,9 +58,18 @@ type KafkaConfig struct {
 	// DLQMaxMessageBytes caps a dead letter (payload and headers) below
 	// what the dead-letter topic accepts (broker default 1 MB): a longer
 	// masked payload is truncated and says so in a header.
-	DLQMaxMessageBytes int        `yaml:"dlq_max_message_bytes"`
-	TLS                TLSConfig  `yaml:"tls"`
-	SASL               SASLConfig `yaml:"sasl"`
+	DLQMaxMessageBytes int `yaml:"dlq_max_message_bytes"`
+	// CheckpointTopic keeps a detection-enabled instance's detector
+	// checkpoints and alert journal (compacted, one partition, created
+	// when missing; default "<group_id>.checkpoints"). Offsets are
+	// committed only together with a checkpoint, at most every
+	// CheckpointInterval (default 10s; longer when a checkpoint takes
+	// long, see README "Detector checkpoints").
+	CheckpointTopic             string        `yaml:"checkpoint_topic"`
+	CheckpointInterval          time.Duration `yaml:"checkpoint_interval"`
+	CheckpointReplicationFactor int           `yaml:"checkpoint_replication_factor"` // -1: the broker's default
+	TLS                         TLSConfig     `yaml:"tls"`
+	SASL                        SASLConfig    `yaml:"sasl"`
 }
 
 // TLSConfig enables TLS to the brokers.
@@ -126,6 +136,15 @@ func (k KafkaConfig) WithDefaults() KafkaConfig {
 	if k.PartitionWatchInterval == 0 {
 		k.PartitionWatchInterval = 5 * time.Second
 	}
+	if k.CheckpointTopic == "" {
+		k.CheckpointTopic = k.GroupID + ".checkpoints"
+	}
+	if k.CheckpointInterval == 0 {
+		k.CheckpointInterval = 10 * time.Second
+	}
+	if k.CheckpointReplicationFactor == 0 {
+		k.CheckpointReplicationFactor = -1
+	}
 	return k
 }
 
@@ -162,6 +181,17 @@ func (k KafkaConfig) Validate() error {
 	}
 	if k.DLQMaxMessageBytes < 4096 {
 		errs = append(errs, fmt.Errorf("kafka.dlq_max_message_bytes %d: want at least 4096", k.DLQMaxMessageBytes))
+	}
+	if k.CheckpointInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("kafka.checkpoint_interval %s: want at least 100ms", k.CheckpointInterval))
+	}
+	if k.CheckpointReplicationFactor < -1 {
+		errs = append(errs, fmt.Errorf("kafka.checkpoint_replication_factor %d: want -1 (broker default) or at least 1", k.CheckpointReplicationFactor))
+	}
+	for _, t := range append(slices.Clone(k.Topics), k.DLQTopic, k.ForwardTopic) {
+		if t != "" && t == k.CheckpointTopic {
+			errs = append(errs, fmt.Errorf("kafka.checkpoint_topic %q is also a consumed, dlq or forward topic", t))
+		}
 	}
 	if k.MinBytes < 1 || k.MaxBytes < k.MinBytes {
 		errs = append(errs, errors.New("kafka.min_bytes must be >= 1 and <= max_bytes"))

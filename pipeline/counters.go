@@ -33,7 +33,11 @@ type Counters struct {
 	AlertsByKind                        [alerting.NumKinds][2]atomic.Uint64 // [kind][0 firing, 1 resolved]
 	ActiveByKind                        [alerting.NumKinds]atomic.Int64
 	DetectorScopes, DetectorRecords     atomic.Int64
+	DetectorObserved                    atomic.Uint64 // events the detector has counted, across restores
 	EvictedIdle, EvictedCap             atomic.Uint64 // detector scopes evicted, by reason
+	Checkpoints, CheckpointRestores     atomic.Uint64
+	CheckpointBytes, CheckpointNanos    atomic.Int64  // size and duration of the last checkpoint
+	AlertsAlreadyDelivered              atomic.Uint64 // raised again after a restore, delivered before it: not re-sent
 
 	mu           sync.Mutex
 	partitionLag map[string]int64 // "topic/partition" → messages behind, at the last commit
@@ -64,7 +68,16 @@ func (c *Counters) setLag(positions []ingest.Position) {
 	}
 }
 
+// forgetLag drops the lag of every partition (they were handed to
+// another member).
+func (c *Counters) forgetLag() {
+	c.mu.Lock()
+	clear(c.partitionLag)
+	c.mu.Unlock()
+}
+
 func (c *Counters) setEngine(s alerting.Stats) {
+	c.DetectorObserved.Store(s.Observed)
 	c.DetectorScopes.Store(int64(s.Scopes))
 	c.DetectorRecords.Store(int64(s.Records))
 	c.EvictedIdle.Store(s.EvictedScopes - s.EvictedAtCap)
@@ -155,8 +168,14 @@ func newMetrics(c *Counters, halted func() string, sinks map[string]DeliveryStat
 	d("declinemon_alerts_total", "Alert records raised, by kind and state.", "kind", "state")
 	d("declinemon_alerts_active", "Firing alerts, by kind.", "kind")
 	d("declinemon_detector_scopes", "Scopes (terminals, merchants, regions...) held by the detector.")
+	d("declinemon_detector_events_observed_total", "Events the detector has counted into its windows (carried across checkpoint restores).")
 	d("declinemon_detector_failure_records", "Failure records held for attribution.")
 	d("declinemon_detector_scopes_evicted_total", "Detector scopes evicted: idle (idle_ttl) or cap (max_scopes reached; rising means ids are flooding in).", "reason")
+	d("declinemon_checkpoints_total", "Detector checkpoints made durable (offsets are committed only with one).")
+	d("declinemon_checkpoint_restores_total", "Detector checkpoints restored (at start or on a standby's takeover).")
+	d("declinemon_checkpoint_bytes", "Size of the last detector checkpoint.")
+	d("declinemon_checkpoint_duration_seconds", "Time the last detector checkpoint took (encode and write).")
+	d("declinemon_alerts_already_delivered_total", "Alert records the restored detector raised again that had been delivered before the restart (not sent twice).")
 	d("declinemon_alert_deliveries_total", "Alert deliveries by sink and result (sent, failed, dropped).", "sink", "result")
 	return m
 }
@@ -231,9 +250,15 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		g("declinemon_alerts_active", float64(s.ActiveByKind[k].Load()), k.String())
 	}
 	g("declinemon_detector_scopes", float64(s.DetectorScopes.Load()))
+	c("declinemon_detector_events_observed_total", s.DetectorObserved.Load())
 	g("declinemon_detector_failure_records", float64(s.DetectorRecords.Load()))
 	c("declinemon_detector_scopes_evicted_total", s.EvictedIdle.Load(), "idle")
 	c("declinemon_detector_scopes_evicted_total", s.EvictedCap.Load(), "cap")
+	c("declinemon_checkpoints_total", s.Checkpoints.Load())
+	c("declinemon_checkpoint_restores_total", s.CheckpointRestores.Load())
+	g("declinemon_checkpoint_bytes", float64(s.CheckpointBytes.Load()))
+	g("declinemon_checkpoint_duration_seconds", time.Duration(s.CheckpointNanos.Load()).Seconds())
+	c("declinemon_alerts_already_delivered_total", s.AlertsAlreadyDelivered.Load())
 	for name, ds := range m.sinks {
 		sent, failed, dropped, _ := ds.DeliveryCounts()
 		c("declinemon_alert_deliveries_total", sent, name, "sent")

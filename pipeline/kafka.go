@@ -38,6 +38,7 @@ type Runner struct {
 	source     *ingest.KafkaSource
 	dead       *ingest.DeadLetterTopic
 	forward    *ingest.ForwardTopic
+	ckpt       *ingest.CheckpointTopic // detection-enabled only
 	store      Store
 	log        *zap.Logger
 }
@@ -48,7 +49,7 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
-	src, err := ingest.NewKafkaSource(o.Config.Kafka, o.Log)
+	src, err := ingest.NewKafkaSource(o.Config.Kafka, o.Log, !o.Config.DisableDetection)
 	if err != nil {
 		return nil, err
 	}
@@ -65,6 +66,12 @@ func NewRunner(o RunOptions) (*Runner, error) {
 			return nil, err
 		}
 		po.Forward = r.forward
+	}
+	if !o.Config.DisableDetection {
+		if r.ckpt, err = ingest.NewCheckpointTopic(kc, o.Log); err != nil {
+			return nil, err
+		}
+		po.Checkpoints, po.CheckpointInterval = r.ckpt, kc.CheckpointInterval
 	}
 	if r.Pipeline, err = New(po); err != nil {
 		return nil, err
@@ -87,6 +94,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	kc := r.source.Config()
 	r.log.Info("consuming", zap.Strings("brokers", kc.Brokers), zap.Strings("topics", kc.Topics),
 		zap.String("group_id", kc.GroupID), zap.String("dlq_topic", kc.DLQTopic), zap.Bool("detection", r.Engine() != nil))
+	if r.ckpt != nil {
+		r.log.Info("detector checkpoints on; this instance detects once the group assigns it the partitions (a second instance in the group is a standby)",
+			zap.String("checkpoint_topic", r.ckpt.Topic()), zap.Duration("checkpoint_interval", kc.CheckpointInterval))
+	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	var watchers sync.WaitGroup
 	watchers.Go(func() { r.watchTopics(wctx) })
@@ -99,6 +110,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	closers := []func() error{r.source.Close, r.dead.Close}
 	if r.forward != nil {
 		closers = append(closers, r.forward.Close)
+	}
+	if r.ckpt != nil {
+		closers = append(closers, r.ckpt.Close)
 	}
 	for _, c := range closers {
 		if err := c(); err != nil && runErr == nil {

@@ -161,7 +161,7 @@ var badMessages = []string{
 func runConfig(b *kafkatest.Broker, topic, group string) Config {
 	var c Config
 	c.Kafka = ingest.KafkaConfig{Brokers: []string{b.Addr}, Topics: []string{topic}, GroupID: group, DLQTopic: topic + ".dlq",
-		BatchSize: 500, FlushInterval: 200 * time.Millisecond, MaxWait: 100 * time.Millisecond}
+		BatchSize: 500, FlushInterval: 200 * time.Millisecond, MaxWait: 100 * time.Millisecond, CheckpointInterval: 300 * time.Millisecond}
 	return c
 }
 
@@ -359,57 +359,54 @@ func TestRunRestartLosesNothing(t *testing.T) {
 	t.Logf("first stored %d distinct (committed %d), second stored %d; %d redelivered (deduplicated by event_id in storage)", len(a), committed1, len(bIDs), dup)
 }
 
-func TestRunTwoConsumersSplitAndTakeOver(t *testing.T) {
+// TestRunActiveStandbyTakeOver: two detection-enabled instances in one
+// group. The first is assigned the whole topic, the second none (a hot
+// standby, ready); when the first leaves, the second takes every
+// partition, restores the first's last checkpoint and resumes from its
+// offsets: nothing is detected on twice or missed.
+func TestRunActiveStandbyTakeOver(t *testing.T) {
 	b := needBroker(t)
 	topic := newTopic(t, b, 4)
 	cfg := runConfig(b, topic, "g-"+topic)
 	sa, sb := &memStore{}, &memStore{}
 	ra, stopA := startRunner(t, cfg, sa)
+	time.Sleep(100 * time.Millisecond) // A is the senior member
 	rb, stopB := startRunner(t, cfg, sb)
-	// Produce in rounds until both members have received partitions (the
-	// group rebalances as the second one joins).
 	const n = 2000
-	produced := 0
-	var ta, tb int
-	deadline := time.Now().Add(60 * time.Second)
-	for (ta == 0 || tb == 0) && time.Now().Before(deadline) {
-		if produced > 0 {
-			time.Sleep(time.Second) // give the group time to rebalance
+	produce(t, b, topic, 0, n, nil)
+	waitFor(t, "A to process", 60*time.Second, func() bool { return ra.Stats().Committed.Load() >= n })
+	produce(t, b, topic, n, n, nil)
+	waitFor(t, "A to process after B joined", 60*time.Second, func() bool { return ra.Stats().Committed.Load() >= 2*n })
+	if _, tb := sb.snapshot(); tb != 0 {
+		t.Fatalf("the standby stored %d events: the group split the topic", tb)
+	}
+	waitFor(t, "both ready", 30*time.Second, func() bool {
+		return ra.Ready(context.Background()) == nil && rb.Ready(context.Background()) == nil
+	})
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, b, topic, 2*n, n, nil)
+	waitFor(t, "B to take over", 60*time.Second, func() bool { return rb.Stats().Committed.Load() >= n })
+	if got := rb.Stats().CheckpointRestores.Load(); got != 1 {
+		t.Errorf("standby restored %d checkpoints, want 1", got)
+	}
+	ids, _ := sb.snapshot()
+	for i := 0; i < 3*n; i++ {
+		id := fmt.Sprintf("g-%d", i)
+		if want := i >= 2*n; (ids[id] > 0) != want {
+			t.Fatalf("event %s stored by the standby: %d times, want stored=%v", id, ids[id], want)
 		}
-		produce(t, b, topic, produced, n, nil)
-		produced += n
-		waitFor(t, "both to process", 60*time.Second, func() bool {
-			return ra.Stats().Committed.Load()+rb.Stats().Committed.Load() >= uint64(produced)
-		})
-		_, ta = sa.snapshot()
-		_, tb = sb.snapshot()
 	}
-	if ta == 0 || tb == 0 {
-		t.Fatalf("partitions not split: A stored %d, B stored %d", ta, tb)
-	}
-	// Both detect on a share of the fleet: neither may report ready.
-	waitFor(t, "readiness to report the split", 30*time.Second, func() bool {
-		err := ra.Ready(context.Background())
-		return err != nil && strings.Contains(err.Error(), "detection sees part of the fleet")
+	waitFor(t, "the detector to have observed every event", 30*time.Second, func() bool {
+		return rb.Stats().DetectorObserved.Load() >= 3*n
 	})
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
-	produce(t, b, topic, produced, n, nil)
-	waitFor(t, "A to take over B's partitions", 60*time.Second, func() bool {
-		ids, _ := sa.snapshot()
-		for i := produced; i < produced+n; i++ {
-			if ids[fmt.Sprintf("g-%d", i)] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	waitFor(t, "A to be ready again on the whole topic", 30*time.Second, func() bool { return ra.Ready(context.Background()) == nil })
-	if err := stopA(); err != nil {
-		t.Fatal(err)
+	if got := rb.Stats().DetectorObserved.Load(); got != 3*n {
+		t.Errorf("after takeover the detector has observed %d events, want %d: each exactly once", got, 3*n)
 	}
-	t.Logf("A stored %d, B stored %d before leaving", ta, tb)
 }
 
 func TestRunConfigRejectedUpFront(t *testing.T) {

@@ -38,6 +38,7 @@ type merger struct {
 // held, in arrival order (= offset order): the first not yet released is
 // the lowest offset the detector has not seen.
 type heldOffsets struct {
+	key      partitionKey
 	offsets  []int64
 	released []bool
 	base     int // absolute index of offsets[0]
@@ -132,7 +133,7 @@ func (m *merger) push(topic []byte, partition int, from partitionKey, offset int
 	s := m.source(topic, partition)
 	h := m.consumed[from]
 	if h == nil {
-		h = &heldOffsets{}
+		h = &heldOffsets{key: from}
 		m.consumed[from] = h
 	}
 	s.items = append(s.items, held{ev: *ev, cause: cause, from: h, index: h.hold(offset)})
@@ -150,6 +151,28 @@ func (m *merger) push(topic []byte, partition int, from partitionKey, offset int
 	s.lastSeen = now
 	m.buffered++
 	m.release(observe, false)
+}
+
+// each calls f for every held event, in the order of the consumed
+// partitions' offsets (the order they must be pushed again in).
+func (m *merger) each(f func(origin *source, from partitionKey, offset int64, h *held)) {
+	type ref struct {
+		s *source
+		h *held
+	}
+	var refs []ref
+	for _, s := range m.order {
+		for i := s.head; i < len(s.items); i++ {
+			refs = append(refs, ref{s, &s.items[i]})
+		}
+	}
+	slices.SortFunc(refs, func(a, b ref) int {
+		return cmp.Or(cmp.Compare(a.h.from.key.topic, b.h.from.key.topic), cmp.Compare(a.h.from.key.partition, b.h.from.key.partition),
+			cmp.Compare(a.h.index, b.h.index))
+	})
+	for _, r := range refs {
+		f(r.s, r.h.from.key, r.h.from.offsets[r.h.index-r.h.from.base], r.h)
+	}
 }
 
 // release observes heads in event-time order while it is safe to; with

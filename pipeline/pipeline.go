@@ -63,7 +63,13 @@ type Options struct {
 	Alerts      []AlertSink
 	DeadLetters DeadLetterSink
 	Forward     ForwardSink
-	Log         *zap.Logger
+	// Checkpoints, when set, make detection crash-consistent: offsets are
+	// committed only with a durable checkpoint of the detector, taken at
+	// most every CheckpointInterval (see checkpoint.go). Restored at the
+	// first message.
+	Checkpoints        CheckpointStore
+	CheckpointInterval time.Duration
+	Log                *zap.Logger
 	// Batch bounds a flush: BatchSize messages or FlushInterval, whichever
 	// first. ShutdownTimeout bounds the final flush.
 	BatchSize       int
@@ -100,6 +106,8 @@ type Pipeline struct {
 	ev         event.Event
 
 	active    activeAlerts
+	ckpt      checkpointer
+	final     bool // the flush running is the last one
 	rejectLog *ratelog.Logger
 	flushLog  *ratelog.Logger
 }
@@ -141,6 +149,12 @@ func New(o Options) (*Pipeline, error) {
 		p.tally = NewTally()
 	}
 	p.flusher.init(&p.counters, o)
+	if o.Checkpoints != nil && !o.Config.DisableDetection {
+		p.ckpt = checkpointer{store: o.Checkpoints, interval: o.CheckpointInterval, now: time.Now, journal: map[string]journaled{}}
+		if p.ckpt.interval <= 0 {
+			p.ckpt.interval = 10 * time.Second
+		}
+	}
 	if !o.Config.DisableDetection {
 		eng, err := alerting.NewEngine(o.Config.Detection, p.raise)
 		if err != nil {
@@ -163,6 +177,9 @@ func (p *Pipeline) Active() []alerting.Alert { return p.active.get() }
 
 // raise receives the detector's alert records.
 func (p *Pipeline) raise(a alerting.Alert) {
+	if !p.announce(&a) {
+		return
+	}
 	st := 0
 	if a.State == alerting.StateResolved {
 		st = 1

@@ -24,6 +24,7 @@ func (p *Pipeline) Run(ctx context.Context, src Source) error {
 		p.engine.Flush() // detection to the end of the input
 	}
 	if runErr == nil {
+		p.final = true
 		if err := p.flush(sctx, src); err != nil {
 			runErr = fmt.Errorf("final flush: %w", err)
 		}
@@ -35,7 +36,7 @@ func (p *Pipeline) consume(ctx context.Context, src Source) error {
 	for {
 		// One deadline per flush interval, not per message.
 		fctx, cancel := context.WithTimeout(ctx, p.o.FlushInterval)
-		err := p.fetchBatch(fctx, src)
+		err := p.fetchBatch(ctx, fctx, src)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -57,8 +58,9 @@ func (p *Pipeline) consume(ctx context.Context, src Source) error {
 	}
 }
 
-// fetchBatch handles messages until the batch is full or fctx expires.
-func (p *Pipeline) fetchBatch(fctx context.Context, src Source) error {
+// fetchBatch handles messages until the batch is full or fctx (the flush
+// interval within ctx) expires.
+func (p *Pipeline) fetchBatch(ctx, fctx context.Context, src Source) error {
 	for p.pending < p.o.BatchSize {
 		m, err := src.Fetch(fctx)
 		if err != nil {
@@ -66,6 +68,13 @@ func (p *Pipeline) fetchBatch(fctx context.Context, src Source) error {
 				return nil
 			}
 			return err
+		}
+		if p.ckpt.store != nil && !p.ckpt.loaded {
+			// Now that partitions are assigned (a standby waits here until
+			// it takes over), resume from the latest checkpoint.
+			if err := p.restore(ctx, src); err != nil {
+				return nil // shutdown
+			}
 		}
 		p.handle(&m)
 	}

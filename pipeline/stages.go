@@ -109,10 +109,13 @@ type flusher struct {
 	counters *Counters
 	stages   []stage
 	alerts   []*batchStage[alerting.Alert]
-	store    *batchStage[event.Classified]
-	dead     *batchStage[ingest.DeadLetter]
-	fwd      *batchStage[ingest.Forward]
-	obs      FlushObserver
+	// journalStage records the alerts delivered (checkpoint.go): after the
+	// alert stages, so only what was delivered is journaled.
+	journalStage *batchStage[ingest.JournalEntry]
+	store        *batchStage[event.Classified]
+	dead         *batchStage[ingest.DeadLetter]
+	fwd          *batchStage[ingest.Forward]
+	obs          FlushObserver
 
 	haltRetry time.Duration
 
@@ -138,6 +141,10 @@ func (f *flusher) init(c *Counters, o Options) {
 		st := &batchStage[alerting.Alert]{label: "alerts", write: allOrNothing(sink.Send)}
 		f.alerts = append(f.alerts, st)
 		f.stages = append(f.stages, st)
+	}
+	if o.Checkpoints != nil && !o.Config.DisableDetection {
+		f.journalStage = &batchStage[ingest.JournalEntry]{label: "journal", write: allOrNothing(o.Checkpoints.Journal)}
+		f.stages = append(f.stages, f.journalStage)
 	}
 	if o.Store != nil {
 		f.store = &batchStage[event.Classified]{label: "store", write: allOrNothing(o.Store.Write)}
@@ -217,7 +224,23 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		p.active.set(active)
 		p.counters.setEngine(p.engine.Stats())
 	}
-	if positions := p.commitPositions(); len(positions) > 0 {
+	positions := p.commitPositions()
+	if p.ckpt.store != nil {
+		// Commit only what a durable checkpoint covers.
+		positions = nil
+		if p.checkpointDue(p.final) {
+			covered, err := p.checkpoint(ctx)
+			if err != nil {
+				return &stageError{stage: "checkpoint", policy: retry, err: err}
+			}
+			for _, pos := range covered {
+				if pos.Offset > p.partitions[partitionKey{pos.Topic, pos.Partition}].committed {
+					positions = append(positions, pos)
+				}
+			}
+		}
+	}
+	if len(positions) > 0 {
 		t0 := time.Now()
 		if err := src.Commit(ctx, positions); err != nil {
 			return &stageError{stage: "commit", policy: retry, err: err}
@@ -240,9 +263,10 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 	return nil
 }
 
-// commitPositions is what may be committed now, per partition: what was
-// processed, but never past an event the event-time merge still holds —
-// the detector has not seen it, so a crash must re-deliver it.
+// commitPositions is what may be committed now, per partition, without
+// checkpoints: what was processed, but never past an event the event-time
+// merge still holds — the detector has not seen it, so a crash must
+// re-deliver it.
 func (p *Pipeline) commitPositions() []ingest.Position {
 	var positions []ingest.Position
 	for _, st := range p.partitions {
@@ -288,6 +312,7 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 			// re-reads from the last committed offset (at-least-once).
 			p.log.Warn("giving up on this commit; the partitions' new owner will re-read these messages", zap.Error(err))
 			clear(p.partitions)
+			p.counters.forgetLag()
 			p.last = nil
 			p.pending = 0
 			return nil

@@ -59,6 +59,26 @@ func (am *Alertmanager) Send(_ context.Context, alerts []alerting.Alert) error {
 	return nil
 }
 
+// Adopt takes over alerts announced before a restart (the firing
+// incidents of a restored detector checkpoint): they are not posted as new,
+// but their state is re-sent every resend interval like any delivered
+// alert, so Alertmanager keeps them firing and later hears their resolve.
+// Alerts already known are left alone.
+func (am *Alertmanager) Adopt(alerts []alerting.Alert) {
+	now := am.now()
+	am.mu.Lock()
+	defer am.mu.Unlock()
+	for i := range alerts {
+		a := &alerts[i]
+		if am.alerts[a.ID] != nil {
+			continue
+		}
+		am.seq++
+		am.alerts[a.ID] = &amAlert{p: am.toPostable(a, now), resolved: a.State == alerting.StateResolved, last: am.seq, delivered: true,
+			resolvedAt: now}
+	}
+}
+
 // run is the only goroutine that posts, so posts of one alert never
 // overtake each other.
 func (am *Alertmanager) run() {
