@@ -27,6 +27,11 @@ type KafkaSource struct {
 	errLog    *ratelog.Logger
 	topics    map[string][]byte // topic names as bytes, so Fetch does not allocate them
 
+	// The consumer's health as Ready reports it: errors the reader met
+	// since the last message fetched (a broker outage, a lost
+	// coordinator) mean consumption is stalled.
+	stall stallTracker
+
 	rejoin      atomic.Bool
 	rejoinAsked time.Time // written before rejoin is set
 	// fetched and committed offsets per partition (Fetch and Commit run on
@@ -78,7 +83,9 @@ func (s *KafkaSource) newReader() *kafka.Reader {
 		WatchPartitionChanges: true, PartitionWatchInterval: cfg.PartitionWatchInterval, JoinGroupBackoff: time.Second,
 		GroupBalancers: s.balancers,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			s.errLog.Warn("kafka reader", "reader", zap.String("error", fmt.Sprintf(msg, args...)))
+			text := fmt.Sprintf(msg, args...)
+			s.stall.failed(text)
+			s.errLog.Warn("kafka reader", "reader", zap.String("error", text))
 		}),
 	})
 }
@@ -123,6 +130,7 @@ func (s *KafkaSource) Fetch(ctx context.Context) (Message, error) {
 				}
 			}
 			*s.lastOffset = m.Offset
+			s.stall.fetched()
 			return s.message(&m), nil
 		}
 		if ctx.Err() != nil {
@@ -131,6 +139,7 @@ func (s *KafkaSource) Fetch(ctx context.Context) (Message, error) {
 		if errors.Is(err, io.EOF) {
 			return Message{}, ErrSourceClosed
 		}
+		s.stall.failed(err.Error())
 		s.errLog.Warn("fetching message", "fetch", zap.Error(err))
 		select {
 		case <-ctx.Done():
@@ -246,7 +255,7 @@ func (s *KafkaSource) Ready(ctx context.Context) error {
 		err = s.topicsExist(conn)
 		conn.Close()
 		if err == nil {
-			return nil
+			return s.stall.err(time.Now())
 		}
 		var missing *MissingTopicsError
 		if errors.As(err, &missing) {
@@ -255,6 +264,51 @@ func (s *KafkaSource) Ready(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return fmt.Errorf("no kafka broker reachable: %w", errors.Join(errs...))
+}
+
+// stallTracker notes reader errors against fetched messages.
+type stallTracker struct {
+	errs    atomic.Int64 // errors since the last message
+	since   atomic.Int64 // unix ns of the first of them
+	lastAt  atomic.Int64 // and of the last
+	lastErr atomic.Pointer[string]
+}
+
+// stallErrors is how many reader errors in a row, with no message in
+// between, make the consumer stalled, while the last is under stallRecent
+// old: one is often harmless (a fetch timing out on a busy machine), and
+// a member that fetches nothing (a standby, an idle topic) is healthy
+// again once the errors stop.
+const (
+	stallErrors = 3
+	stallRecent = 30 * time.Second
+)
+
+func (t *stallTracker) fetched() {
+	if t.errs.Load() != 0 {
+		t.errs.Store(0)
+	}
+}
+
+func (t *stallTracker) failed(msg string) {
+	now := time.Now().UnixNano()
+	if t.errs.Add(1) == 1 {
+		t.since.Store(now)
+	}
+	t.lastAt.Store(now)
+	t.lastErr.Store(&msg)
+}
+
+func (t *stallTracker) err(now time.Time) error {
+	if t.errs.Load() < stallErrors || now.Sub(time.Unix(0, t.lastAt.Load())) > stallRecent {
+		return nil
+	}
+	msg := ""
+	if p := t.lastErr.Load(); p != nil {
+		msg = *p
+	}
+	return fmt.Errorf("consumer stalled for %s: %d kafka errors and no message since; last: %s",
+		now.Sub(time.Unix(0, t.since.Load())).Round(time.Second), t.errs.Load(), msg)
 }
 
 // MembersWithPartitions counts the group's members that hold partitions
