@@ -58,12 +58,13 @@ race:
 	$(GO) test -count=1 -race -run 'TestRun|TestScaleOut|TestMerger|TestExitCodes|TestPermanent|TestOnePath' ./pipeline/... ./cmd/...
 
 # Every entry point that reads outside input: events, rules file, config
-# file, HTTP requests.
+# file, HTTP requests, detector checkpoints.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ingest
 	$(GO) test -run '^$$' -fuzz '^FuzzRules$$' -fuzztime $(FUZZTIME_SHORT) ./classify
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadConfig$$' -fuzztime $(FUZZTIME_SHORT) ./pipeline
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME_SHORT) ./internal/ops
+	$(GO) test -run '^$$' -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME_SHORT) ./alerting
 
 bench:
 	$(GO) test -run '^$$' -bench 'Decode|Classify|Path' -benchmem ./ingest ./classify ./pipeline

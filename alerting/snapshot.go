@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/declinemon/declinemon/event"
 )
@@ -24,9 +26,10 @@ import (
 //	magic "DMONSNAP", format version (uvarint)
 //	layout: the configuration the state's meaning depends on (layoutOf)
 //	engine: clock, counters, fleet baseline, the tick being filled
-//	scopes: per scope type, the map's scopes; then the model cohorts (keyed
-//	  by model and firmware); terminals last, since their dims refer to
-//	  the others
+//	scopes: per scope type, the map's scopes, in address order (which
+//	  makes writing them a sweep through memory); then the model cohorts
+//	  (keyed by model and firmware); terminals last, since their dims
+//	  refer to the others
 //	merchants with a decline since the last evaluation, in order
 //	per rule: its firing incidents in order, its pending holds
 //	per attributed cause: its failure records, oldest first
@@ -144,8 +147,12 @@ func (e *Engine) layoutOf() []layoutField {
 // versioned binary form and returns the extended slice.
 //
 // Call it between Observe (or Flush) calls, from the goroutine feeding the
-// engine. It does not change the engine. Apart from growing b it allocates
-// no memory per scope: only index tables, sized once.
+// engine. It does not change the engine. It allocates nothing per scope:
+// besides growing b, once, it allocates its working tables, about 30 bytes
+// a scope (the scopes of the largest type in address order, and pointer
+// indexes of the scopes that terminals refer to). For a fleet of 1M
+// terminals it takes about 0.6 s and writes 44 MB (BenchmarkSnapshot1M);
+// Restore takes 1.2 to 1.6 s (BenchmarkRestore1M).
 func (e *Engine) AppendSnapshot(b []byte) []byte {
 	start := len(b)
 	records := 0
@@ -184,10 +191,16 @@ type snapWriter struct {
 	// idx is, per scope type, the index of a written scope in its table.
 	// Terminals are only indexed when something beyond their own dims
 	// refers to them (seedTerminals).
-	idx      [event.NumScopeTypes]map[*scope]uint32
+	idx      [event.NumScopeTypes]scopeIndex
 	detached map[*scope]uint32 // scopes referred to but not held: evicted
 	codes    map[string]uint32 // response codes of records, written once
 	refSlot  [event.NumScopeTypes]int32
+
+	pending    scopeBatch
+	order      []*scope // scopes of one type, by address
+	scratch    []*scope
+	nTerminals uint32 // terminals written
+	sink       uint64 // see flush
 }
 
 func (w *snapWriter) uv(x uint64) { w.b = binary.AppendUvarint(w.b, x) }
@@ -251,10 +264,10 @@ func (w *snapWriter) engine() {
 // note their indexes without a lookup table of every terminal.
 func (w *snapWriter) seedTerminals() {
 	e := w.e
-	m := map[*scope]uint32{}
+	var refd []*scope
 	seed := func(s *scope) {
 		if s != nil && s.typ == event.ScopeTerminal {
-			m[s] = noIndex
+			refd = append(refd, s)
 		}
 	}
 	for _, s := range e.changed.list {
@@ -274,7 +287,11 @@ func (w *snapWriter) seedTerminals() {
 			seed(recs[i].dims[event.ScopeTerminal])
 		}
 	}
-	w.idx[event.ScopeTerminal] = m
+	idx := &w.idx[event.ScopeTerminal]
+	idx.init(len(refd))
+	for _, s := range refd {
+		idx.put(s, noIndex)
+	}
 }
 
 func (w *snapWriter) scopeTables() {
@@ -285,39 +302,213 @@ func (w *snapWriter) scopeTables() {
 		if t == event.ScopeModel {
 			n += len(e.models)
 		}
-		idx := make(map[*scope]uint32, n)
-		w.idx[t] = idx
+		w.idx[t].init(n)
 		w.uv(uint64(len(m)))
-		for id, s := range m {
-			idx[s] = uint32(len(idx))
-			w.str(id)
-			w.scope(s)
-		}
+		w.inAddressOrder(m)
 	}
 	// Model cohorts, keyed by model and firmware, continue the model table.
-	idx := w.idx[event.ScopeModel]
 	w.uv(uint64(len(e.models)))
+	w.pending.pairs = true
 	for k, s := range e.models {
-		idx[s] = uint32(len(idx))
-		w.str(k[0])
-		w.str(k[1])
-		w.scope(s)
+		w.batch(k[0], k[1], s)
 	}
+	w.flush()
+	w.pending.pairs = false
 	// Terminals last: their dims refer to the tables above.
 	m := e.scopes[event.ScopeTerminal]
-	refd := w.idx[event.ScopeTerminal]
 	w.uv(uint64(len(m)))
-	i := uint32(0)
-	for id, s := range m {
-		if len(refd) > 0 {
-			if _, ok := refd[s]; ok {
-				refd[s] = i
-			}
-		}
-		w.str(id)
-		w.scope(s)
-		i++
+	w.inAddressOrder(m)
+}
+
+// inAddressOrder writes the scopes of m in the order of their addresses.
+// A scope, its ring and its dims were allocated together, so in that
+// order the writer sweeps through memory rather than jumping: with a
+// million scopes, jumps cost a cache and a TLB miss each.
+func (w *snapWriter) inAddressOrder(m map[string]*scope) {
+	order := w.order[:0]
+	if cap(order) < len(m) {
+		n := max(len(m), len(w.e.scopes[event.ScopeTerminal]))
+		order, w.scratch = make([]*scope, 0, n), make([]*scope, n)
 	}
+	for _, s := range m {
+		order = append(order, s)
+	}
+	sortByAddress(order, w.scratch[:len(order)])
+	for _, s := range order {
+		w.batch(s.id, "", s)
+	}
+	w.flush()
+	w.order = order[:0]
+}
+
+// sortByAddress sorts scopes by address, with tmp as scratch: a radix
+// sort, in as few passes of 11 bits as the span of the addresses needs
+// (three for a heap of up to 128 GB).
+func sortByAddress(scopes, tmp []*scope) {
+	if len(scopes) < 2 {
+		return
+	}
+	addr := func(s *scope) uintptr { return uintptr(unsafe.Pointer(s)) }
+	lo, hi := addr(scopes[0]), addr(scopes[0])
+	for _, s := range scopes {
+		lo, hi = min(lo, addr(s)), max(hi, addr(s))
+	}
+	const digit = 11
+	var count [1 << digit]int
+	src, dst := scopes, tmp
+	for shift := uint(4); shift < 64 && (hi-lo)>>shift != 0; shift += digit { // scopes are 16-byte aligned
+		clear(count[:])
+		for _, s := range src {
+			count[(addr(s)-lo)>>shift&(1<<digit-1)]++
+		}
+		sum := 0
+		for i, c := range count {
+			count[i], sum = sum, sum+c
+		}
+		for _, s := range src {
+			d := (addr(s) - lo) >> shift & (1<<digit - 1)
+			dst[count[d]] = s
+			count[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &scopes[0] {
+		copy(scopes, src)
+	}
+}
+
+// snapBatch is how many scopes the writer fetches from memory together.
+const snapBatch = 64
+
+// scopeBatch is the scopes of one type waiting to be written, with their
+// keys: ids, or for model cohorts (pairs) model and firmware.
+type scopeBatch struct {
+	n      int
+	pairs  bool
+	keys   [snapBatch][2]string
+	scopes [snapBatch]*scope
+}
+
+func (w *snapWriter) batch(k0, k1 string, s *scope) {
+	bt := &w.pending
+	bt.keys[bt.n], bt.scopes[bt.n] = [2]string{k0, k1}, s
+	if bt.n++; bt.n == snapBatch {
+		w.flush()
+	}
+}
+
+// scopeIndex maps scopes to their index in their type's table: an open
+// addressing table keyed by address (the collector does not move heap
+// objects, and the scopes stay referenced by the engine's maps while it is
+// used), two to four slots per scope, so that looking up a terminal's
+// merchant, region... is a multiplication and, mostly, one memory access.
+type scopeIndex struct {
+	slots []scopeSlot
+	shift uint8
+	n     int
+}
+
+type scopeSlot struct {
+	key uintptr
+	i   uint32
+}
+
+func (x *scopeIndex) init(n int) {
+	size := 8
+	for size < 2*n {
+		size *= 2
+	}
+	x.slots = make([]scopeSlot, size)
+	x.shift = uint8(64 - bits.TrailingZeros(uint(size)))
+	x.n = 0
+}
+
+func (x *scopeIndex) home(key uintptr) int {
+	return int(uint64(key) * 0x9e3779b97f4a7c15 >> x.shift)
+}
+
+// find returns the slot of s, or the empty slot where it would go.
+func (x *scopeIndex) find(s *scope) *scopeSlot {
+	key := uintptr(unsafe.Pointer(s))
+	mask := len(x.slots) - 1
+	for i := x.home(key); ; i = (i + 1) & mask {
+		if sl := &x.slots[i]; sl.key == key || sl.key == 0 {
+			return sl
+		}
+	}
+}
+
+// put adds s with index i; s must be new.
+func (x *scopeIndex) put(s *scope, i uint32) {
+	if sl := x.find(s); sl.key == 0 {
+		sl.key, sl.i = uintptr(unsafe.Pointer(s)), i
+		x.n++
+	}
+}
+
+// set changes the index of s if it is in the table.
+func (x *scopeIndex) set(s *scope, i uint32) {
+	if sl := x.find(s); sl.key != 0 {
+		sl.i = i
+	}
+}
+
+func (x *scopeIndex) get(s *scope) (uint32, bool) {
+	if x.n == 0 {
+		return 0, false
+	}
+	sl := x.find(s)
+	return sl.i, sl.key != 0
+}
+
+// flush writes the batched scopes, first loading a word of every cache
+// line that writing them reads: the scopes, their rings and dims and ids.
+// Those loads do not depend on one another, so the processor overlaps
+// their cache misses, which writing one scope after another would take
+// one at a time: at a million scopes scattered over the heap, that is
+// most of the cost of a snapshot.
+func (w *snapWriter) flush() {
+	bt := &w.pending
+	scopes := bt.scopes[:bt.n]
+	var sink uint64
+	for _, s := range scopes {
+		sink += uint64(s.typ) + uint64(len(s.ring)) + uint64(s.explainedUntil) // the scope's 144 bytes
+	}
+	for i, s := range scopes {
+		r := s.ring
+		for j := 0; j < len(r); j += 2 { // 32-byte buckets
+			sink += uint64(r[j].n)
+		}
+		if len(r) > 0 {
+			sink += uint64(r[len(r)-1].n)
+		}
+		if d := s.dims; d != nil && d[0] != nil && d[len(d)-1] != nil {
+			sink++
+		}
+		if id := bt.keys[i][0]; id != "" {
+			sink += uint64(id[0])
+		}
+	}
+	w.sink += sink // keeps the loads
+	for i, s := range scopes {
+		t := s.typ
+		idx := &w.idx[t]
+		if t == event.ScopeTerminal {
+			// Only terminals referred to from elsewhere are indexed.
+			if idx.n > 0 {
+				idx.set(s, w.nTerminals)
+			}
+			w.nTerminals++
+		} else {
+			idx.put(s, uint32(idx.n))
+		}
+		w.str(bt.keys[i][0])
+		if bt.pairs {
+			w.str(bt.keys[i][1])
+		}
+		w.scope(s)
+	}
+	bt.n = 0
 }
 
 func (w *snapWriter) scope(s *scope) {
@@ -343,19 +534,28 @@ func (w *snapWriter) scope(s *scope) {
 	}
 	w.baseline(&s.base)
 
-	n := 0
-	for i := range s.ring {
-		if s.ring[i] != (bucket{}) {
-			n++
+	// The count of non-empty buckets goes before them: one byte, filled
+	// in after them, unless the ring is too long for that.
+	at := len(w.b)
+	if len(s.ring) < 0x80 {
+		w.b = append(w.b, 0)
+	} else {
+		n := 0
+		for i := range s.ring {
+			if !s.ring[i].empty() {
+				n++
+			}
 		}
+		w.uv(uint64(n))
 	}
-	w.uv(uint64(n))
+	n := 0
 	prev := w.refSlot[s.typ]
 	for i := range s.ring {
 		bk := &s.ring[i]
-		if *bk == (bucket{}) {
+		if bk.empty() {
 			continue
 		}
+		n++
 		w.v(int64(bk.slot) - int64(prev))
 		prev = bk.slot
 		w.uv(uint64(bk.n))
@@ -372,6 +572,9 @@ func (w *snapWriter) scope(s *scope) {
 			}
 		}
 	}
+	if len(s.ring) < 0x80 {
+		w.b[at] = byte(n)
+	}
 
 	if d := s.dims; d != nil {
 		switch d[event.ScopeTerminal] {
@@ -387,6 +590,12 @@ func (w *snapWriter) scope(s *scope) {
 			w.ref(t, d[t])
 		}
 	}
+}
+
+// empty reports whether bk was never filled (add always counts an
+// attempt in a bucket it takes).
+func (bk *bucket) empty() bool {
+	return bk.n == 0 && bk.slot == 0 && bk.f == [event.NumCauses]uint16{}
 }
 
 // baseline writes a mask of the non-zero values (bit 0: n, bit c+1: f[c])
@@ -420,7 +629,7 @@ func (w *snapWriter) ref(t event.ScopeType, s *scope) {
 		w.uv(0)
 		return
 	}
-	if i, ok := w.idx[t][s]; ok && i != noIndex && !s.evicted {
+	if i, ok := w.idx[t].get(s); ok && i != noIndex && !s.evicted {
 		w.uv(uint64(i)<<1 | 1)
 		return
 	}
@@ -757,9 +966,22 @@ func (st *snapState) read(d *snapReader) {
 	if d.err != nil {
 		return
 	}
+	// Invariants the engine keeps and relies on (the cap sweep would
+	// misbehave without them), checked so that no snapshot can break it.
+	if st.maxScopes <= 0 || st.sweepAt < st.maxScopes {
+		d.fail("cap sweep at %d scopes, cap %d", st.sweepAt, st.maxScopes)
+		return
+	}
+	if !st.started && (st.maxTs != 0 || st.nextTick != 0) {
+		d.fail("clock set before the first event")
+		return
+	}
 	if st.started {
-		if st.maxTs <= slotEpoch {
-			d.fail("newest event time %d before the slot epoch", st.maxTs)
+		// Observe keeps maxTs-lateness < nextTick, Flush nextTick <=
+		// maxTs+2*tick; tick ends are multiples of tick.
+		if st.maxTs <= slotEpoch || st.nextTick%e.tick != 0 ||
+			st.nextTick <= st.maxTs-e.lateness-e.tick || st.nextTick > st.maxTs+2*e.tick {
+			d.fail("inconsistent clock: newest event %d, next tick %d", st.maxTs, st.nextTick)
 			return
 		}
 		for t := range st.refSlot {
@@ -932,6 +1154,10 @@ func (st *snapState) scope(d *snapReader, t event.ScopeType, id string) *scope {
 	s.typ, s.id = t, id
 	s.ring = make([]bucket, e.ringLen[t])
 	s.last = st.maxTs - d.v()
+	if d.err == nil && (!st.started || s.last <= slotEpoch || s.last > st.maxTs) {
+		d.fail("%s %s last seen at %d, newest event %d", t, id, s.last, st.maxTs)
+		return nil
+	}
 	if flags&snapSuspect != 0 {
 		s.suspect = d.uv()
 	}
