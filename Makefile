@@ -73,6 +73,7 @@ bench:
 
 bench-kafka: kafka-jars
 	$(GO) test -run '^$$' -bench 'BenchmarkRunKafka' -benchtime 3x ./pipeline
+	$(GO) test -run '^$$' -bench 'BenchmarkCheckpointKafka1M' -benchtime 3x -benchmem ./pipeline
 
 build:
 	$(GO) build -o bin/ ./cmd/...
