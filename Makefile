@@ -16,9 +16,9 @@ CHDB_LIB_PATH ?= $(CHDB_DIR)/package/libchdb.so
 export CHDB_LIB_PATH
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: replay-demo test lint unit race fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
+.PHONY: replay-demo test lint unit race chaos fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
 
-test: lint kafka-jars tools check-deploy unit storage-chdb race fuzz
+test: lint kafka-jars tools check-deploy unit storage-chdb race chaos fuzz
 
 chdb-lib:
 	@test -f $(CHDB_LIB_PATH) || { mkdir -p $(CHDB_DIR) && cd $(CHDB_DIR) && \
@@ -52,6 +52,12 @@ lint:
 
 unit:
 	$(GO) test -count=1 ./...
+
+# kill -9, broker outage, late topic, oversized message, standby takeover
+# against the real broker and binary; alone, so its timings are its own.
+chaos: kafka-jars
+	DECLINEMON_CHAOS=1 DECLINEMON_CHAOS_REPORT=$(CURDIR)/.chaos-report.md $(GO) test -count=1 -timeout 15m ./internal/chaos/
+	@cat $(CURDIR)/.chaos-report.md
 
 # The race detector where goroutines meet: the Kafka runner and the commands.
 race:

@@ -70,6 +70,10 @@ type checkpointer struct {
 type journaled struct {
 	resolved bool
 	at       int64 // event time of the record, unix s
+	// restored: announced by a run that crashed, ahead of the restored
+	// detector. No checkpoint covers it until the detector raises the
+	// record again (suppressed then) or a day of event time passes.
+	restored bool
 }
 
 // journalKeep is how long (event time) an announced alert the restored
@@ -102,6 +106,12 @@ func (p *Pipeline) announce(a *alerting.Alert) bool {
 	resolved := a.State == alerting.StateResolved
 	if j, ok := c.journal[a.ID]; ok && (!resolved || j.resolved) {
 		p.counters.AlertsAlreadyDelivered.Add(1)
+		if j.restored && resolved == j.resolved {
+			// The detector has caught up with the crashed run on this
+			// alert: the next checkpoint covers the entry.
+			j.restored = false
+			c.journal[a.ID] = j
+		}
 		return false
 	}
 	at := a.DetectedAt
@@ -137,8 +147,10 @@ func (p *Pipeline) restore(ctx context.Context, src Source) error {
 	}
 	c.loaded = true
 	c.seq = cp.Seq
+	c.last = c.now() // the next checkpoint an interval from now
 	for id, v := range cp.Journal {
 		if j, ok := decodeJournaled(v); ok {
+			j.restored = true
 			c.journal[id] = j
 		}
 	}
@@ -208,7 +220,8 @@ func (p *Pipeline) checkpoint(ctx context.Context) ([]ingest.Position, error) {
 
 // forgetCovered deletes the journal entries the checkpoint just written
 // covers: resolves, and incidents the detector holds as firing. Entries
-// of a crashed run the detector has not raised again stay for a day.
+// of a crashed run the detector has not raised again (restored) stay, for
+// at most a day of event time.
 func (p *Pipeline) forgetCovered(ctx context.Context) {
 	c := &p.ckpt
 	firing := map[string]bool{}
@@ -218,7 +231,7 @@ func (p *Pipeline) forgetCovered(ctx context.Context) {
 	horizon := p.engine.Watermark().Add(-journalKeep).Unix()
 	var del []ingest.JournalEntry
 	for id, j := range c.journal {
-		if j.resolved || firing[id] || j.at < horizon {
+		if (!j.restored && (j.resolved || firing[id])) || j.at < horizon {
 			del = append(del, ingest.JournalEntry{ID: id})
 		}
 	}

@@ -155,14 +155,17 @@ func (m *memCheckpoints) Journal(_ context.Context, entries []ingest.JournalEntr
 // alertLog collects every record delivered, across sessions, and notes
 // how many messages the session had delivered at the first one.
 type alertLog struct {
-	records []alerting.Alert
-	src     *session
-	firstAt int
+	records         []alerting.Alert
+	src             *session
+	firstAt, lastAt int
 }
 
 func (a *alertLog) Send(_ context.Context, alerts []alerting.Alert) error {
-	if len(a.records) == 0 && len(alerts) > 0 && a.src != nil {
-		a.firstAt = a.src.delivered
+	if len(alerts) > 0 && a.src != nil {
+		if len(a.records) == 0 {
+			a.firstAt = a.src.delivered
+		}
+		a.lastAt = a.src.delivered
 	}
 	a.records = append(a.records, alerts...)
 	return nil
@@ -224,8 +227,9 @@ func TestCheckpointCrashesLoseNothingAndRepeatNothing(t *testing.T) {
 		// lostCommit: the group's offsets go back to the start before
 		// each restart, as if every commit after the checkpoint was lost.
 		lostCommit bool
-		// interval between checkpoints, in flushes (about)
-		interval time.Duration
+		// interval between checkpoints, in flushes (about); lastInterval
+		// for the last life when it differs
+		interval, lastInterval time.Duration
 	}{
 		{name: "one crash mid-incident", crashes: []int{n * 55 / 100}},
 		{name: "three crashes", crashes: []int{n / 5, n / 4, n / 3}},
@@ -234,6 +238,9 @@ func TestCheckpointCrashesLoseNothingAndRepeatNothing(t *testing.T) {
 		// Alerts delivered, then a crash before any checkpoint: the next
 		// life re-reads everything and must not announce them again.
 		{name: "alerts delivered after the last checkpoint", crashes: []int{ref.firstAt + 4000}, interval: time.Hour},
+		// Fired and resolved, then a crash; the next life checkpoints
+		// before it raises them again and must still not repeat them.
+		{name: "resolves delivered, then a crash", crashes: []int{ref.lastAt + 4000}, interval: time.Hour, lastInterval: 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			log := newPartitionedLog(t, s, 4)
@@ -247,7 +254,7 @@ func TestCheckpointCrashesLoseNothingAndRepeatNothing(t *testing.T) {
 					}
 				}
 			}
-			p := runSession(t, log.session(0), store, got, interval, true)
+			p := runSession(t, log.session(0), store, got, cmp.Or(tc.lastInterval, interval), true)
 			observed := p.Engine().Stats().Observed
 			if g := got.lines(); !slices.Equal(g, want) {
 				t.Errorf("records delivered across crashes differ from the uninterrupted run:\n got %q\nwant %q", g, want)

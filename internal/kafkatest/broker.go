@@ -31,6 +31,11 @@ type Broker struct {
 	dir  string
 	cmd  *exec.Cmd
 	done chan error
+	// argv starts the broker process again (Resume) on the same ports and
+	// log directory.
+	argv []string
+	// down is set between Halt and Resume: no process is running.
+	down bool
 }
 
 // LibsDir is where the broker's jars are cached
@@ -145,23 +150,70 @@ func StartWith(ctx context.Context, o Options) (*Broker, error) {
 	if out, err := format.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("formatting kafka storage: %w\n%s", err, out)
 	}
-	out, err := os.Create(filepath.Join(dir, "stdout.log"))
-	if err != nil {
-		return nil, fmt.Errorf("creating broker log: %w", err)
+	b := &Broker{Addr: "127.0.0.1:" + strconv.Itoa(bport), dir: dir, argv: append([]string{java}, append(jvm, "kafka.Kafka", propsFile)...)}
+	if err := b.launch(); err != nil {
+		return nil, err
 	}
-	cmd := exec.Command(java, append(jvm, "kafka.Kafka", propsFile)...)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting kafka: %w", err)
-	}
-	b := &Broker{Addr: "127.0.0.1:" + strconv.Itoa(bport), dir: dir, cmd: cmd, done: make(chan error, 1)}
-	go func() { b.done <- cmd.Wait(); out.Close() }()
 	if err := b.waitReady(ctx, 90*time.Second); err != nil {
 		b.Stop()
 		return nil, err
 	}
 	return b, nil
+}
+
+// launch starts the broker process (its own process group), appending its
+// output to stdout.log.
+func (b *Broker) launch() error {
+	out, err := os.OpenFile(filepath.Join(b.dir, "stdout.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("creating broker log: %w", err)
+	}
+	cmd := exec.Command(b.argv[0], b.argv[1:]...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return fmt.Errorf("starting kafka: %w", err)
+	}
+	done := make(chan error, 1)
+	b.cmd, b.done, b.down = cmd, done, false
+	go func() { done <- cmd.Wait(); out.Close() }()
+	return nil
+}
+
+// Halt stops the broker process (SIGTERM: a controlled shutdown, SIGKILL
+// after 15 s) and keeps its log directory, so Resume starts the same
+// broker again with its topics, data and committed offsets.
+func (b *Broker) Halt() {
+	if b.down || b.cmd == nil || b.cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-b.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-b.done:
+	case <-time.After(15 * time.Second):
+		syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
+		<-b.done
+	}
+	b.down = true
+}
+
+// Resume starts a halted broker again on the same ports and log
+// directory and returns once it answers metadata requests.
+func (b *Broker) Resume(ctx context.Context) error {
+	if !b.down {
+		return errors.New("kafkatest: Resume of a broker that is running")
+	}
+	if err := b.launch(); err != nil {
+		return err
+	}
+	return b.waitReady(ctx, 90*time.Second)
+}
+
+// Restart halts the broker and starts it again (Halt, then Resume).
+func (b *Broker) Restart(ctx context.Context) error {
+	b.Halt()
+	return b.Resume(ctx)
 }
 
 func (b *Broker) waitReady(ctx context.Context, limit time.Duration) error {
@@ -178,6 +230,9 @@ func (b *Broker) waitReady(ctx context.Context, limit time.Duration) error {
 		if err != nil {
 			continue
 		}
+		// A broker still starting may accept and not answer yet: ask again
+		// rather than wait on this connection.
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
 		_, err = conn.Brokers()
 		if err == nil {
 			_, err = conn.Controller()
@@ -242,15 +297,7 @@ func (b *Broker) CreateTopic(ctx context.Context, topic string, partitions int) 
 
 // Stop terminates the broker and removes its data.
 func (b *Broker) Stop() {
-	if b.cmd.Process != nil {
-		syscall.Kill(-b.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-b.done:
-		case <-time.After(15 * time.Second):
-			syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
-			<-b.done
-		}
-	}
+	b.Halt()
 	os.RemoveAll(b.dir)
 }
 
