@@ -13,7 +13,9 @@ import (
 // nopSource is a Source for restoring outside a run.
 type nopSource struct{}
 
-func (nopSource) Fetch(context.Context) (ingest.Message, error)    { return ingest.Message{}, context.Canceled }
+func (nopSource) Fetch(context.Context) (ingest.Message, error) {
+	return ingest.Message{}, context.Canceled
+}
 func (nopSource) Commit(context.Context, []ingest.Position) error { return nil }
 
 // BenchmarkCheckpointKafka1M writes the detector checkpoint of a fleet of
