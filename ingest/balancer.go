@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -18,6 +19,7 @@ import (
 // keeps winning.
 type activeStandby struct {
 	started int64 // unix ns this member was created: its seniority
+	joins   atomic.Uint64
 }
 
 // activeStandbyProtocol is the group protocol name; every member of a
@@ -28,8 +30,10 @@ func newActiveStandby(now time.Time) *activeStandby { return &activeStandby{star
 
 func (b *activeStandby) ProtocolName() string { return activeStandbyProtocol }
 
-// UserData carries the member's seniority to the group leader.
+// UserData carries the member's seniority to the group leader. kafka-go
+// asks for it at every join, which is how the member counts its joins.
 func (b *activeStandby) UserData() ([]byte, error) {
+	b.joins.Add(1)
 	return binary.BigEndian.AppendUint64(nil, uint64(b.started)), nil
 }
 

@@ -80,7 +80,10 @@ func NewCheckpointTopic(cfg KafkaConfig, log *zap.Logger) (*CheckpointTopic, err
 		log = zap.NewNop()
 	}
 	w := &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Topic: cfg.CheckpointTopic, Transport: transport,
-		RequiredAcks: kafka.RequireAll, Balancer: &kafka.LeastBytes{}, BatchSize: 1, BatchTimeout: time.Millisecond,
+		RequiredAcks: kafka.RequireAll, BatchSize: 1, BatchTimeout: time.Millisecond,
+		// Everything goes to partition 0, the one Load reads, even if the
+		// topic was created with more.
+		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 0 }),
 		BatchBytes: 1_000_000, Compression: kafka.Lz4, MaxAttempts: 3}
 	return &CheckpointTopic{topic: cfg.CheckpointTopic, replication: cfg.CheckpointReplicationFactor,
 		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: transport, Timeout: 30 * time.Second},
@@ -242,28 +245,35 @@ func (c *CheckpointTopic) Load(ctx context.Context) (Checkpoint, error) {
 		return out, nil
 	}
 	if len(m) != len(manifestMagic)+1+8+4+8+4 || string(m[:len(manifestMagic)]) != manifestMagic {
-		return out, fmt.Errorf("checkpoint topic %s: manifest of an unknown format", c.topic)
+		return out, &UnusableCheckpointError{fmt.Sprintf("checkpoint topic %s: manifest of an unknown format", c.topic)}
 	}
 	m = m[len(manifestMagic):]
 	slot, seq := m[0], binary.BigEndian.Uint64(m[1:])
 	n, size, sum := binary.BigEndian.Uint32(m[9:]), binary.BigEndian.Uint64(m[13:]), binary.BigEndian.Uint32(m[21:])
 	if size > 1<<40 {
-		return out, fmt.Errorf("checkpoint topic %s: manifest of checkpoint %d gives size %d", c.topic, seq, size)
+		return out, &UnusableCheckpointError{fmt.Sprintf("checkpoint topic %s: manifest of checkpoint %d gives size %d", c.topic, seq, size)}
 	}
 	data := make([]byte, 0, size)
 	for i := range n {
 		v := latest[chunkKeyPrefix+strconv.Itoa(int(slot))+"/"+strconv.Itoa(int(i))]
 		if len(v) < 12 || binary.BigEndian.Uint64(v) != seq || binary.BigEndian.Uint32(v[8:]) != i {
-			return out, fmt.Errorf("checkpoint topic %s: checkpoint %d misses chunk %d of %d", c.topic, seq, i, n)
+			return out, &UnusableCheckpointError{fmt.Sprintf("checkpoint topic %s: checkpoint %d misses chunk %d of %d", c.topic, seq, i, n)}
 		}
 		data = append(data, v[12:]...)
 	}
 	if uint64(len(data)) != size || crc32.Checksum(data, castagnoli) != sum {
-		return out, fmt.Errorf("checkpoint topic %s: checkpoint %d fails its size or checksum", c.topic, seq)
+		return out, &UnusableCheckpointError{fmt.Sprintf("checkpoint topic %s: checkpoint %d fails its size or checksum", c.topic, seq)}
 	}
 	out.Seq, out.Data = seq, data
 	return out, nil
 }
+
+// UnusableCheckpointError says the topic was read but its latest
+// checkpoint cannot be used (written by another version, or torn by two
+// writers): reading again will not help. Load still returns the journal.
+type UnusableCheckpointError struct{ Msg string }
+
+func (e *UnusableCheckpointError) Error() string { return e.Msg }
 
 func readBytes(b kafka.Bytes) ([]byte, error) {
 	if b == nil {

@@ -21,6 +21,7 @@ import (
 type KafkaSource struct {
 	cfg       KafkaConfig
 	balancers []kafka.GroupBalancer // nil: kafka-go's defaults (range, round robin)
+	standby   *activeStandby        // the balancer, when active/standby
 	dialer    *kafka.Dialer
 	transport *kafka.Transport
 	reader    *kafka.Reader
@@ -63,7 +64,8 @@ func NewKafkaSource(cfg KafkaConfig, log *zap.Logger, activeStandby bool) (*Kafk
 	s := &KafkaSource{cfg: cfg, dialer: dialer, transport: transport, errLog: ratelog.New(log, 10*time.Second), topics: map[string][]byte{},
 		fetched: map[partitionOf]*int64{}, committed: map[partitionOf]int64{}}
 	if activeStandby {
-		s.balancers = []kafka.GroupBalancer{newActiveStandby(time.Now())}
+		s.standby = newActiveStandby(time.Now())
+		s.balancers = []kafka.GroupBalancer{s.standby}
 	}
 	s.reader = s.newReader()
 	return s, nil
@@ -101,6 +103,16 @@ func (s *KafkaSource) RequestRejoin() {
 
 // rejoinWait bounds how long a rejoin waits for commits to catch up.
 const rejoinWait = 30 * time.Second
+
+// Joins counts the times this consumer joined its group (with the
+// active/standby assignment; 0 otherwise). Partitions may have changed
+// hands at each: detection re-checks its checkpoint then.
+func (s *KafkaSource) Joins() uint64 {
+	if s.standby == nil {
+		return 0
+	}
+	return s.standby.joins.Load()
+}
 
 // Config is the configuration in use, defaults applied.
 func (s *KafkaSource) Config() KafkaConfig { return s.cfg }

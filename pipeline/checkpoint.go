@@ -57,7 +57,9 @@ type checkpointer struct {
 	store    CheckpointStore
 	interval time.Duration
 	now      func() time.Time
-	loaded   bool // restore has run (at the first message: after this instance was assigned partitions)
+	loaded   bool   // restore has run (at the first message: after this instance was assigned partitions)
+	joins    uint64 // the source's group joins as of the last restore
+	recheck  bool   // rejoined since: another member may have checkpointed meanwhile
 	seq      uint64
 	last     time.Time     // the last durable checkpoint
 	took     time.Duration // how long it took
@@ -106,6 +108,7 @@ func (p *Pipeline) announce(a *alerting.Alert) bool {
 	resolved := a.State == alerting.StateResolved
 	if j, ok := c.journal[a.ID]; ok && (!resolved || j.resolved) {
 		p.counters.AlertsAlreadyDelivered.Add(1)
+		p.adopt([]alerting.Alert{*a})
 		if j.restored && resolved == j.resolved {
 			// The detector has caught up with the crashed run on this
 			// alert: the next checkpoint covers the entry.
@@ -124,6 +127,20 @@ func (p *Pipeline) announce(a *alerting.Alert) bool {
 	return true
 }
 
+// restoreDue reports whether the checkpoint must be read before the
+// message just fetched is handled: at the first message, and at the
+// first after the consumer joined its group again (a standby may have
+// taken over and moved on meanwhile).
+func (c *checkpointer) restoreDue(src Source) bool {
+	if j, ok := src.(interface{ Joins() uint64 }); ok {
+		if n := j.Joins(); n != c.joins {
+			c.joins = n
+			c.recheck = c.loaded
+		}
+	}
+	return !c.loaded || c.recheck
+}
+
 // restore loads the latest checkpoint before the first message is
 // handled. It retries until the store answers (or ctx ends); a checkpoint
 // that cannot be used is logged and detection starts empty.
@@ -133,16 +150,39 @@ func (p *Pipeline) restore(ctx context.Context, src Source) error {
 	for backoff := 200 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
 		var err error
 		t0 := time.Now()
-		if cp, err = c.store.Load(ctx); err == nil {
+		cp, err = c.store.Load(ctx)
+		var unusable *ingest.UnusableCheckpointError
+		if errors.As(err, &unusable) {
+			p.log.Error("the latest detector checkpoint cannot be used; detection starts empty from the committed offsets", zap.Error(err))
+			cp.Seq, cp.Data, err = 0, nil, nil
+		}
+		if err == nil {
 			p.log.Info("checkpoint store read", zap.Uint64("checkpoint", cp.Seq), zap.Int64("bytes_read", cp.Bytes),
 				zap.Int("journal", len(cp.Journal)), zap.Duration("took", time.Since(t0)))
+			if p.Halted() != "" {
+				p.setHalted("")
+			}
 			break
 		}
-		p.flushLog.Warn("reading the detector checkpoint failed; retrying", "checkpoint", zap.Error(err))
+		// Not ready meanwhile: a standby could take over only if this
+		// member left, and it holds the partitions.
+		p.setHalted("reading the detector checkpoint: " + err.Error())
+		p.flushLog.Warn("reading the detector checkpoint failed; retrying (/readyz not ready meanwhile)", "checkpoint", zap.Error(err))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(backoff):
+		}
+	}
+	if c.recheck {
+		c.recheck = false
+		if cp.Seq == c.seq {
+			return nil // nobody checkpointed since ours: this state is the latest
+		}
+		p.log.Warn("another member checkpointed since this one last held the partitions: dropping this detector state for its checkpoint",
+			zap.Uint64("ours", c.seq), zap.Uint64("latest", cp.Seq))
+		if err := p.resetDetection(); err != nil {
+			return err
 		}
 	}
 	c.loaded = true
@@ -166,11 +206,13 @@ func (p *Pipeline) restore(ctx context.Context, src Source) error {
 		return nil
 	}
 	active := p.engine.Active()
-	for _, s := range p.o.Alerts {
-		if ad, ok := s.(AlertAdopter); ok {
-			ad.Adopt(active)
+	var adopt []alerting.Alert
+	for _, a := range active {
+		if j, ok := c.journal[a.ID]; !ok || !j.resolved { // a resolve delivered after the checkpoint stands
+			adopt = append(adopt, a)
 		}
 	}
+	p.adopt(adopt)
 	p.active.set(active)
 	p.counters.setEngine(p.engine.Stats())
 	p.counters.CheckpointRestores.Add(1)
@@ -183,6 +225,41 @@ func (p *Pipeline) restore(ctx context.Context, src Source) error {
 		p.log.Warn("committing the restored checkpoint's offsets failed; they are committed with the next checkpoint", zap.Error(err))
 	}
 	return nil
+}
+
+// resetDetection drops the detector state, what the merge holds, the
+// positions and the alert records not yet delivered, all computed from a
+// state that another member's checkpoint supersedes.
+func (p *Pipeline) resetDetection() error {
+	eng, err := alerting.NewEngine(p.o.Config.Detection, p.raise)
+	if err != nil {
+		return err
+	}
+	p.engine = eng
+	p.merge = newMerger(200_000, 3*time.Second, p.o.Partitions)
+	clear(p.partitions)
+	p.last = nil
+	for _, st := range p.alerts {
+		clear(st.items)
+		st.items = st.items[:0]
+	}
+	clear(p.journalStage.items)
+	p.journalStage.items = p.journalStage.items[:0]
+	clear(p.ckpt.journal)
+	return nil
+}
+
+// adopt hands records delivered before a restart to the sinks that keep
+// per-alert state.
+func (p *Pipeline) adopt(alerts []alerting.Alert) {
+	if len(alerts) == 0 {
+		return
+	}
+	for _, s := range p.o.Alerts {
+		if ad, ok := s.(AlertAdopter); ok {
+			ad.Adopt(alerts)
+		}
+	}
 }
 
 // checkpointDue reports whether this flush takes a checkpoint.
@@ -325,22 +402,25 @@ func (p *Pipeline) decodeCheckpoint(data []byte) ([]ingest.Position, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
+	// Everything is checked before anything is applied: a checkpoint is
+	// used whole or not at all.
+	events := make([]event.Event, len(heldEvents))
+	for i, h := range heldEvents {
+		if h.cause >= event.NumCauses {
+			return nil, fmt.Errorf("held event at %s/%d offset %d: cause %d", h.from.topic, h.from.partition, h.offset, h.cause)
+		}
+		if err := p.dec.Decode(h.payload, &events[i]); err != nil {
+			return nil, fmt.Errorf("held event at %s/%d offset %d: %w", h.from.topic, h.from.partition, h.offset, err)
+		}
+	}
 	if err := p.engine.Restore(r.b); err != nil {
 		return nil, fmt.Errorf("detector state: %w", err)
 	}
 	for _, pos := range positions {
 		p.partitions[partitionKey{pos.Topic, pos.Partition}] = &partitionState{processed: pos, committed: pos.Offset}
 	}
-	var ev event.Event
-	for _, h := range heldEvents {
-		if h.cause >= event.NumCauses {
-			return positions, fmt.Errorf("held event at %s/%d offset %d: cause %d", h.from.topic, h.from.partition, h.offset, h.cause)
-		}
-		if err := p.dec.Decode(h.payload, &ev); err != nil {
-			return positions, fmt.Errorf("held event at %s/%d offset %d: %w", h.from.topic, h.from.partition, h.offset, err)
-		}
-		p.merge.push([]byte(h.origin.topic), h.origin.partition, h.from, h.offset, &ev, h.cause, p.observe)
-		ev = event.Event{}
+	for i, h := range heldEvents {
+		p.merge.push([]byte(h.origin.topic), h.origin.partition, h.from, h.offset, &events[i], h.cause, p.observe)
 	}
 	return positions, nil
 }

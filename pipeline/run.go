@@ -17,7 +17,10 @@ func (p *Pipeline) Run(ctx context.Context, src Source) error {
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.ShutdownTimeout)
 	defer cancel()
-	if p.merge != nil {
+	if p.merge != nil && (p.ckpt.store == nil || p.o.EndOfInput) {
+		// Without checkpoints what the merge holds is observed now; with
+		// them the final checkpoint carries it to the next run, so the
+		// watermark does not jump past partitions not read yet.
 		p.merge.release(p.observe, true)
 	}
 	if p.engine != nil && p.o.EndOfInput {
@@ -69,7 +72,7 @@ func (p *Pipeline) fetchBatch(ctx, fctx context.Context, src Source) error {
 			}
 			return err
 		}
-		if p.ckpt.store != nil && !p.ckpt.loaded {
+		if p.ckpt.store != nil && p.ckpt.restoreDue(src) {
 			// Now that partitions are assigned (a standby waits here until
 			// it takes over), resume from the latest checkpoint.
 			if err := p.restore(ctx, src); err != nil {

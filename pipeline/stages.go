@@ -143,7 +143,11 @@ func (f *flusher) init(c *Counters, o Options) {
 		f.stages = append(f.stages, st)
 	}
 	if o.Checkpoints != nil && !o.Config.DisableDetection {
-		f.journalStage = &batchStage[ingest.JournalEntry]{label: "journal", write: allOrNothing(o.Checkpoints.Journal)}
+		journal := func(ctx context.Context, entries []ingest.JournalEntry) error {
+			awaitDelivery(ctx, o.Alerts, journalDeliveryWait)
+			return o.Checkpoints.Journal(ctx, entries)
+		}
+		f.journalStage = &batchStage[ingest.JournalEntry]{label: "journal", write: allOrNothing(journal)}
 		f.stages = append(f.stages, f.journalStage)
 	}
 	if o.Store != nil {
@@ -159,6 +163,25 @@ func (f *flusher) init(c *Counters, o Options) {
 		f.fwd = &batchStage[ingest.Forward]{label: "forward", write: o.Forward.Write,
 			done: func(n int) { c.Forwarded.Add(uint64(n)) }}
 		f.stages = append(f.stages, f.fwd)
+	}
+}
+
+// journalDeliveryWait bounds how long the journal waits for sinks that
+// queue (Alertmanager, webhooks) to post what they were sent.
+const journalDeliveryWait = 2 * time.Second
+
+// awaitDelivery gives the sinks that deliver in the background up to wait
+// to post what they hold, so that the journal records alerts delivered,
+// not merely queued. A sink that is down does not hold the flush up for
+// longer: its records stay in its retry queue (and Alertmanager's state
+// is re-sent after a restart, see AlertAdopter).
+func awaitDelivery(ctx context.Context, sinks []AlertSink, wait time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for _, s := range sinks {
+		if f, ok := s.(interface{ Flush(context.Context) error }); ok {
+			_ = f.Flush(ctx) // failures are the sink's to count and log
+		}
 	}
 }
 

@@ -59,18 +59,19 @@ func (am *Alertmanager) Send(_ context.Context, alerts []alerting.Alert) error {
 	return nil
 }
 
-// Adopt takes over alerts announced before a restart (the firing
-// incidents of a restored detector checkpoint): they are not posted as new,
-// but their state is re-sent every resend interval like any delivered
-// alert, so Alertmanager keeps them firing and later hears their resolve.
-// Alerts already known are left alone.
+// Adopt takes over alert records delivered before a restart (the firing
+// incidents of a restored detector checkpoint, records the restored
+// detector raised again): they are not posted as new, but their state is
+// re-sent every resend interval like any delivered record, so
+// Alertmanager keeps a firing alert alive and a resolved one resolved. A
+// record waiting to be posted is left alone.
 func (am *Alertmanager) Adopt(alerts []alerting.Alert) {
 	now := am.now()
 	am.mu.Lock()
 	defer am.mu.Unlock()
 	for i := range alerts {
 		a := &alerts[i]
-		if am.alerts[a.ID] != nil {
+		if e := am.alerts[a.ID]; e != nil && e.queued {
 			continue
 		}
 		am.seq++
