@@ -83,7 +83,7 @@ func NewCheckpointTopic(cfg KafkaConfig, log *zap.Logger) (*CheckpointTopic, err
 		RequiredAcks: kafka.RequireAll, BatchSize: 1, BatchTimeout: time.Millisecond,
 		// Everything goes to partition 0, the one Load reads, even if the
 		// topic was created with more.
-		Balancer: kafka.BalancerFunc(func(kafka.Message, ...int) int { return 0 }),
+		Balancer:   kafka.BalancerFunc(func(kafka.Message, ...int) int { return 0 }),
 		BatchBytes: 1_000_000, Compression: kafka.Lz4, MaxAttempts: 3}
 	return &CheckpointTopic{topic: cfg.CheckpointTopic, replication: cfg.CheckpointReplicationFactor,
 		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: transport, Timeout: 30 * time.Second},
