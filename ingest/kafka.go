@@ -253,10 +253,20 @@ func (s *KafkaSource) allCommitted() bool {
 // Lag is the consumer's total lag as the reader last saw it.
 func (s *KafkaSource) Lag() int64 { return s.reader.Stats().Lag }
 
-// Ready reports whether a broker answers and every topic to consume
-// exists (a missing one is consumed within partition_watch_interval of
-// its creation; until then the instance is not ready).
+// Ready reports whether a broker answers, every topic to consume exists
+// (a missing one is consumed within partition_watch_interval of its
+// creation; until then the instance is not ready) and the reader is not
+// stalled by repeated errors.
 func (s *KafkaSource) Ready(ctx context.Context) error {
+	if err := s.TopicsExist(ctx); err != nil {
+		return err
+	}
+	return s.stall.err(time.Now())
+}
+
+// TopicsExist reports whether a broker answers and every topic to consume
+// exists (*MissingTopicsError when not).
+func (s *KafkaSource) TopicsExist(ctx context.Context) error {
 	var errs []error
 	for _, b := range s.cfg.Brokers {
 		conn, err := s.dialer.DialContext(ctx, "tcp", b)
@@ -267,7 +277,7 @@ func (s *KafkaSource) Ready(ctx context.Context) error {
 		err = s.topicsExist(conn)
 		conn.Close()
 		if err == nil {
-			return s.stall.err(time.Now())
+			return nil
 		}
 		var missing *MissingTopicsError
 		if errors.As(err, &missing) {

@@ -128,7 +128,7 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) watchTopics(ctx context.Context) {
 	waited := false
 	for {
-		err := r.source.Ready(ctx)
+		err := r.source.TopicsExist(ctx)
 		var missing *ingest.MissingTopicsError
 		switch {
 		case errors.As(err, &missing):

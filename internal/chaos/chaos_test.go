@@ -388,6 +388,15 @@ func (h *harness) watchResume(procs ...*proc) func() time.Time {
 	return func() time.Time { return <-done }
 }
 
+// within fails the case when consumption did not resume within limit of
+// from (the bound: within seconds), and says how long it took.
+func (h *harness) within(what string, from, at time.Time, limit time.Duration) string {
+	if at.IsZero() || at.Sub(from) > limit {
+		h.fail("slow recovery", "%s: consuming again %s after, want within %s", what, since(from, at), limit)
+	}
+	return since(from, at)
+}
+
 // since formats how long after from at was ("never" for a zero at).
 func since(from, at time.Time) string {
 	if at.IsZero() {
@@ -476,7 +485,7 @@ func caseKillAtLag0(t *testing.T, s *suite, seed uint64) {
 	resumed := h.watchResume(p2)
 	prod := h.produce(h.d.msgs[split:], 30000, nil)
 	rec, ok := h.recovery(restart, c, 90*time.Second, prod)
-	h.row.Recovery = "restart → consuming " + since(restart, resumed()) + ", → committed " + rec
+	h.row.Recovery = "restart → consuming " + h.within("restart", restart, resumed(), 15*time.Second) + ", → committed " + rec
 	if !ok {
 		h.fail("no commits after restart", "after the restart the committed offsets never advanced from %v", c)
 	}
@@ -641,7 +650,7 @@ func caseBrokerOutage(t *testing.T, s *suite, seed uint64) {
 	h.note("broker down %s: controlled shutdown %s, accepting connections %s after it stopped, answering metadata %s later; %.0f of %d messages processed, %d committed, %d produced when it stopped",
 		round(ready.Sub(down)), round(halted), round(up.Sub(down)), round(ready.Sub(up)), processed, len(h.d.msgs), sum(base), prod.sent.Load())
 	rec, ok := h.recovery(up, base, 120*time.Second, prod)
-	h.row.Recovery = "broker accepting → consuming " + since(up, resumed()) + ", → committed " + rec
+	h.row.Recovery = "broker accepting → consuming " + h.within("broker back", up, resumed(), 15*time.Second) + ", → committed " + rec
 	if !ok {
 		h.fail("no commits after the outage", "committed offsets never advanced after the broker came back (from %v)", base)
 	}
@@ -675,7 +684,7 @@ func caseTopicAfterStart(t *testing.T, s *suite, seed uint64) {
 	created := time.Now()
 	prod := h.produce(h.d.msgs, 20000, nil)
 	rec, ok := h.recovery(created, make([]int64, h.partitions), 60*time.Second, prod)
-	h.row.Recovery = "created → consuming " + since(created, resumed()) + ", → committed " + rec
+	h.row.Recovery = "created → consuming " + h.within("topic created", created, resumed(), 10*time.Second) + ", → committed " + rec
 	if !ok {
 		h.fail("topic never consumed", "the topic created after start was never consumed")
 	}
@@ -737,7 +746,7 @@ func caseStandby(t *testing.T, s *suite, seed uint64) {
 	killed := time.Now()
 	victim.kill()
 	rec, ok := h.recovery(killed, base, 90*time.Second, prod)
-	h.row.Recovery = "kill → " + survivor.name + " consuming " + since(killed, resumed()) + ", → committed " + rec
+	h.row.Recovery = "kill → " + survivor.name + " consuming " + h.within("takeover", killed, resumed(), 15*time.Second) + ", → committed " + rec
 	if !ok {
 		h.fail("no takeover", "%s never committed the partitions of %s", survivor.name, victim.name)
 	}
