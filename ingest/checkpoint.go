@@ -101,6 +101,9 @@ func (c *CheckpointTopic) Ensure(ctx context.Context) error {
 		ConfigEntries: []kafka.ConfigEntry{
 			{ConfigName: "cleanup.policy", ConfigValue: "compact"},
 			{ConfigName: "segment.ms", ConfigValue: "600000"},
+			// Segments of about a checkpoint or two, so compaction can
+			// drop superseded checkpoints soon and Load reads few.
+			{ConfigName: "segment.bytes", ConfigValue: "67108864"},
 			{ConfigName: "min.cleanable.dirty.ratio", ConfigValue: "0.2"},
 		},
 	}}})

@@ -34,8 +34,9 @@ import (
 // entries a later checkpoint covers are deleted.
 //
 // Cost: a checkpoint is taken at a flush at most every CheckpointInterval,
-// and never more often than ten times its own duration, so a fleet whose
-// checkpoint takes 1 s pays at most 10% of the processing time.
+// and never more often than ten times its own duration (up to five
+// intervals), so a fleet whose checkpoint takes 1 s pays at most 10% of
+// the processing time.
 
 // CheckpointStore keeps checkpoints and the alert journal durable
 // (ingest.CheckpointTopic).
@@ -268,7 +269,8 @@ func (p *Pipeline) checkpointDue(final bool) bool {
 	if !c.loaded {
 		return false
 	}
-	return final || c.now().Sub(c.last) >= max(c.interval, 10*c.took)
+	// One slow save (a broker hiccup) must not suspend commits for long.
+	return final || c.now().Sub(c.last) >= max(c.interval, min(10*c.took, 5*c.interval))
 }
 
 // checkpoint makes the detection state as of now durable and returns the
