@@ -418,6 +418,9 @@ func (p *Pipeline) decodeCheckpoint(data []byte) ([]ingest.Position, error) {
 	if err := p.engine.Restore(r.b); err != nil {
 		return nil, fmt.Errorf("detector state: %w", err)
 	}
+	// The exported counter is what this process counts itself, so
+	// Prometheus never sees it fall after a restart.
+	p.counters.DetectorRestored.Store(p.engine.Stats().Observed)
 	for _, pos := range positions {
 		p.partitions[partitionKey{pos.Topic, pos.Partition}] = &partitionState{processed: pos, committed: pos.Offset}
 	}

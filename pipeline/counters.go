@@ -34,6 +34,7 @@ type Counters struct {
 	ActiveByKind                        [alerting.NumKinds]atomic.Int64
 	DetectorScopes, DetectorRecords     atomic.Int64
 	DetectorObserved                    atomic.Uint64 // events the detector has counted, across restores
+	DetectorRestored                    atomic.Uint64 // of DetectorObserved, those a restored checkpoint brought
 	EvictedIdle, EvictedCap             atomic.Uint64 // detector scopes evicted, by reason
 	Checkpoints, CheckpointRestores     atomic.Uint64
 	CheckpointBytes, CheckpointNanos    atomic.Int64  // size and duration of the last checkpoint
@@ -168,7 +169,7 @@ func newMetrics(c *Counters, halted func() string, sinks map[string]DeliveryStat
 	d("declinemon_alerts_total", "Alert records raised, by kind and state.", "kind", "state")
 	d("declinemon_alerts_active", "Firing alerts, by kind.", "kind")
 	d("declinemon_detector_scopes", "Scopes (terminals, merchants, regions...) held by the detector.")
-	d("declinemon_detector_events_observed_total", "Events the detector has counted into its windows (carried across checkpoint restores).")
+	d("declinemon_detector_events_observed_total", "Events this process's detector has counted into its windows (not those a restored checkpoint had counted).")
 	d("declinemon_detector_failure_records", "Failure records held for attribution.")
 	d("declinemon_detector_scopes_evicted_total", "Detector scopes evicted: idle (idle_ttl) or cap (max_scopes reached; rising means ids are flooding in).", "reason")
 	d("declinemon_checkpoints_total", "Detector checkpoints made durable (offsets are committed only with one).")
@@ -250,7 +251,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		g("declinemon_alerts_active", float64(s.ActiveByKind[k].Load()), k.String())
 	}
 	g("declinemon_detector_scopes", float64(s.DetectorScopes.Load()))
-	c("declinemon_detector_events_observed_total", s.DetectorObserved.Load())
+	c("declinemon_detector_events_observed_total", s.DetectorObserved.Load()-s.DetectorRestored.Load())
 	g("declinemon_detector_failure_records", float64(s.DetectorRecords.Load()))
 	c("declinemon_detector_scopes_evicted_total", s.EvictedIdle.Load(), "idle")
 	c("declinemon_detector_scopes_evicted_total", s.EvictedCap.Load(), "cap")
