@@ -330,6 +330,13 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 		errors.As(err, &se)
 		wait := backoff
 		switch {
+		case se != nil && se.stage == "commit" && attempt >= 3 && p.ckpt.store != nil:
+			// The checkpoint holding these positions is durable: whoever
+			// resumes restores it and skips what it covers. The positions
+			// stay, so later checkpoints keep covering every partition.
+			p.log.Warn("giving up on this commit; the checkpoint covering it is durable and the next one commits again", zap.Error(err))
+			p.pending = 0
+			return nil
 		case se != nil && se.stage == "commit" && attempt >= 3:
 			// Typically a rebalance took the partitions away: the new owner
 			// re-reads from the last committed offset (at-least-once).
