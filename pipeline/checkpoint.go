@@ -1,12 +1,10 @@
 package pipeline
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -232,20 +230,15 @@ func (p *Pipeline) restore(ctx context.Context, src Source) error {
 // positions and the alert records not yet delivered, all computed from a
 // state that another member's checkpoint supersedes.
 func (p *Pipeline) resetDetection() error {
-	eng, err := alerting.NewEngine(p.o.Config.Detection, p.raise)
-	if err != nil {
+	if err := p.newDetection(); err != nil {
 		return err
 	}
-	p.engine = eng
-	p.merge = newMerger(200_000, 3*time.Second, p.o.Partitions)
 	clear(p.partitions)
 	p.last = nil
 	for _, st := range p.alerts {
-		clear(st.items)
-		st.items = st.items[:0]
+		st.drop()
 	}
-	clear(p.journalStage.items)
-	p.journalStage.items = p.journalStage.items[:0]
+	p.journalStage.drop()
 	clear(p.ckpt.journal)
 	return nil
 }
@@ -335,9 +328,7 @@ func (p *Pipeline) processedPositions() []ingest.Position {
 			out = append(out, st.processed)
 		}
 	}
-	slices.SortFunc(out, func(a, b ingest.Position) int {
-		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
-	})
+	sortPositions(out)
 	return out
 }
 

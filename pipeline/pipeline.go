@@ -156,14 +156,22 @@ func New(o Options) (*Pipeline, error) {
 		}
 	}
 	if !o.Config.DisableDetection {
-		eng, err := alerting.NewEngine(o.Config.Detection, p.raise)
-		if err != nil {
+		if err := p.newDetection(); err != nil {
 			return nil, err
 		}
-		p.engine = eng
-		p.merge = newMerger(200_000, 3*time.Second, o.Partitions)
 	}
 	return p, nil
+}
+
+// newDetection gives the pipeline an empty detector and event-time merge.
+func (p *Pipeline) newDetection() error {
+	eng, err := alerting.NewEngine(p.o.Config.Detection, p.raise)
+	if err != nil {
+		return err
+	}
+	p.engine = eng
+	p.merge = newMerger(200_000, 3*time.Second, p.o.Partitions)
+	return nil
 }
 
 // Counters are the live counters (safe to read while Run runs).

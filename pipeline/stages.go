@@ -69,12 +69,17 @@ func (s *batchStage[T]) flush(ctx context.Context) error {
 		}
 		return err
 	}
-	clear(s.items)
-	s.items = s.items[:0]
+	s.drop()
 	if s.done != nil {
 		s.done(n)
 	}
 	return nil
+}
+
+// drop forgets what is staged, keeping the buffer.
+func (s *batchStage[T]) drop() {
+	clear(s.items)
+	s.items = s.items[:0]
 }
 
 // allOrNothing adapts a sink that writes a whole batch or fails.
@@ -303,10 +308,15 @@ func (p *Pipeline) commitPositions() []ingest.Position {
 			positions = append(positions, pos)
 		}
 	}
+	sortPositions(positions)
+	return positions
+}
+
+// sortPositions orders positions by topic and partition.
+func sortPositions(positions []ingest.Position) {
 	slices.SortFunc(positions, func(a, b ingest.Position) int {
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
-	return positions
 }
 
 // haltRetry is how often a halted stage is tried again.
