@@ -37,6 +37,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("clickhouse.addr: %q is not host:port", a))
 		}
 	}
+	if c.BusinessTimezone != "" {
+		if _, err := time.LoadLocation(c.BusinessTimezone); err != nil || strings.ContainsAny(c.BusinessTimezone, "'\\") {
+			errs = append(errs, fmt.Errorf("clickhouse.business_timezone: %q is not an IANA time zone", c.BusinessTimezone))
+		}
+	}
 	if c.EventsTTLDays < 0 || c.RollupTTLDays < 0 || c.DialTimeout < 0 || c.MaxOpenConns < 0 {
 		errs = append(errs, errors.New("clickhouse: ttl days, dial_timeout and max_open_conns must not be negative"))
 	}
@@ -57,8 +62,11 @@ type Client struct {
 func Open(cfg Config) (*Client, error) {
 	cfg.SchemaConfig = cfg.SchemaConfig.withDefaults()
 	opts := &clickhouse.Options{
-		Addr:             cfg.Addr,
-		Auth:             clickhouse.Auth{Database: cfg.Database, Username: cfg.Username, Password: cfg.Password.Reveal()},
+		Addr: cfg.Addr,
+		// No database in the handshake: the server checks it before
+		// migrate could create it (code 81 on a fresh server). Every
+		// statement names its database.
+		Auth:             clickhouse.Auth{Username: cfg.Username, Password: cfg.Password.Reveal()},
 		DialTimeout:      cfg.DialTimeout,
 		MaxOpenConns:     cfg.MaxOpenConns,
 		Compression:      &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
@@ -104,14 +112,25 @@ func (c *Client) QueryStrings(ctx context.Context, q string) ([][]string, error)
 	return out, classify(rows.Err())
 }
 
-// Insert implements Inserter: one columnar batch, deduplicated by token in
-// the table and in the dependent materialized views.
-func (c *Client) Insert(ctx context.Context, cols *Columns, token string) error {
-	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
-		"insert_deduplicate":                                 1,
-		"insert_deduplication_token":                         token,
+// InsertSettings are the settings every events insert carries, whatever
+// the server's or the user's profile defaults are. Synchronous: the
+// server answers once the parts (and the rollups' parts) are written, so
+// an acknowledged batch is durable and offsets may follow it (ClickHouse
+// 26.2 made async_insert=1 the default, where the answer can precede the
+// write and deduplication works differently). Deduplicated by token in
+// the table and in every materialized view, so a retried batch lands once.
+func InsertSettings(token string) clickhouse.Settings {
+	return clickhouse.Settings{
+		"async_insert":               0,
+		"insert_deduplicate":         1,
+		"insert_deduplication_token": token,
 		"deduplicate_blocks_in_dependent_materialized_views": 1,
-	}))
+	}
+}
+
+// Insert implements Inserter: one columnar batch with InsertSettings.
+func (c *Client) Insert(ctx context.Context, cols *Columns, token string) error {
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(InsertSettings(token)))
 	b, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+".events ("+strings.Join(ColumnNames, ", ")+")")
 	if err != nil {
 		return classify(err)

@@ -28,7 +28,14 @@ type SchemaConfig struct {
 	Database      string `yaml:"database"`        // default declinemon
 	EventsTTLDays int    `yaml:"events_ttl_days"` // raw events, default 90
 	RollupTTLDays int    `yaml:"rollup_ttl_days"` // rollups and alerts, default 730
+	// BusinessTimezone is where "today" and "this hour" are, for the
+	// cookbook queries and dashboards (IANA name, default Asia/Shanghai).
+	// Timestamps are stored in UTC whatever it is.
+	BusinessTimezone string `yaml:"business_timezone"`
 }
+
+// DefaultBusinessTimezone is the fleet's zone when none is configured.
+const DefaultBusinessTimezone = "Asia/Shanghai"
 
 func (c SchemaConfig) withDefaults() SchemaConfig {
 	if c.Database == "" {
@@ -39,6 +46,9 @@ func (c SchemaConfig) withDefaults() SchemaConfig {
 	}
 	if c.RollupTTLDays == 0 {
 		c.RollupTTLDays = 730
+	}
+	if c.BusinessTimezone == "" {
+		c.BusinessTimezone = DefaultBusinessTimezone
 	}
 	return c
 }
@@ -60,7 +70,7 @@ func Migrations(cfg SchemaConfig) ([]Migration, error) {
 	}
 	slices.Sort(names)
 	repl := strings.NewReplacer("${db}", cfg.Database,
-		"${events_ttl_days}", strconv.Itoa(cfg.EventsTTLDays), "${rollup_ttl_days}", strconv.Itoa(cfg.RollupTTLDays))
+		"${events_ttl_days}", strconv.Itoa(cfg.EventsTTLDays), "${rollup_ttl_days}", strconv.Itoa(cfg.RollupTTLDays), "${tz}", cfg.BusinessTimezone)
 	var out []Migration
 	for _, n := range names {
 		v, err := strconv.Atoi(strings.SplitN(n, "_", 2)[0])

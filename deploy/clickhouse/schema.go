@@ -2,7 +2,7 @@
 // files, applied in order by `declinemon migrate` (and on `run`), and the
 // analyst cookbook queries. The tests apply the same files.
 //
-// Placeholders: ${db} (database), ${events_ttl_days}, ${rollup_ttl_days}.
+// Placeholders: ${db} (database), ${events_ttl_days}, ${rollup_ttl_days}, ${tz} (business time zone).
 // Rejected messages are not stored here: the dead-letter topic is their
 // record (masked, with reason and source headers).
 package clickhouse
