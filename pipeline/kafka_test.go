@@ -19,6 +19,7 @@ import (
 	"github.com/declinemon/declinemon/alerting/scenario"
 	"github.com/declinemon/declinemon/event"
 	"github.com/declinemon/declinemon/ingest"
+	"github.com/declinemon/declinemon/internal/chserver"
 	"github.com/declinemon/declinemon/internal/kafkatest"
 )
 
@@ -30,6 +31,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	chserver.Child() // the ClickHouse servers of the storage tests
 	code := m.Run()
 	if broker != nil {
 		broker.Stop()
