@@ -71,3 +71,16 @@ func (b *activeStandby) AssignGroups(members []kafka.GroupMember, partitions []k
 	}
 	return out
 }
+
+// countingBalancer is kafka-go's range assignment, counting this member's
+// joins the way activeStandby does (kafka-go asks every balancer for its
+// UserData at each join).
+type countingBalancer struct {
+	kafka.GroupBalancer
+	joins atomic.Uint64
+}
+
+func (b *countingBalancer) UserData() ([]byte, error) {
+	b.joins.Add(1)
+	return b.GroupBalancer.UserData()
+}

@@ -20,8 +20,9 @@ import (
 // commits processed positions. It connects lazily.
 type KafkaSource struct {
 	cfg       KafkaConfig
-	balancers []kafka.GroupBalancer // nil: kafka-go's defaults (range, round robin)
-	standby   *activeStandby        // the balancer, when active/standby
+	balancers []kafka.GroupBalancer
+	standby   *activeStandby    // the balancer, when active/standby
+	ranged    *countingBalancer // the balancer otherwise
 	dialer    *kafka.Dialer
 	transport *kafka.Transport
 	reader    *kafka.Reader
@@ -66,6 +67,9 @@ func NewKafkaSource(cfg KafkaConfig, log *zap.Logger, activeStandby bool) (*Kafk
 	if activeStandby {
 		s.standby = newActiveStandby(time.Now())
 		s.balancers = []kafka.GroupBalancer{s.standby}
+	} else {
+		s.ranged = &countingBalancer{GroupBalancer: kafka.RangeGroupBalancer{}}
+		s.balancers = []kafka.GroupBalancer{s.ranged}
 	}
 	s.reader = s.newReader()
 	return s, nil
@@ -104,12 +108,12 @@ func (s *KafkaSource) RequestRejoin() {
 // rejoinWait bounds how long a rejoin waits for commits to catch up.
 const rejoinWait = 30 * time.Second
 
-// Joins counts the times this consumer joined its group (with the
-// active/standby assignment; 0 otherwise). Partitions may have changed
-// hands at each: detection re-checks its checkpoint then.
+// Joins counts the times this consumer joined its group. Partitions may
+// have changed hands at each: detection re-checks its checkpoint then,
+// storage what is already stored.
 func (s *KafkaSource) Joins() uint64 {
 	if s.standby == nil {
-		return 0
+		return s.ranged.joins.Load()
 	}
 	return s.standby.joins.Load()
 }

@@ -107,7 +107,8 @@ type Pipeline struct {
 
 	active    activeAlerts
 	ckpt      checkpointer
-	final     bool // the flush running is the last one
+	final     bool   // the flush running is the last one
+	joins     uint64 // the source's group joins the store was told of
 	rejectLog *ratelog.Logger
 	flushLog  *ratelog.Logger
 }

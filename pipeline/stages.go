@@ -237,6 +237,7 @@ func (f *flusher) Halted() string {
 
 // flush runs the stages, refreshes the detector's gauges and commits.
 func (p *Pipeline) flush(ctx context.Context, src Source) error {
+	p.tellReassigned(src)
 	if err := p.runStages(ctx); err != nil {
 		return err
 	}
@@ -289,6 +290,22 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 	}
 	p.pending = 0
 	return nil
+}
+
+// tellReassigned tells a store that keeps per-partition state (the
+// ClickHouse writer's stored ranges) that the consumer joined its group
+// again since the last flush: partitions may have changed hands.
+func (p *Pipeline) tellReassigned(src Source) {
+	r, ok := p.o.Store.(interface{ Reassigned() })
+	if !ok {
+		return
+	}
+	if j, ok := src.(interface{ Joins() uint64 }); ok {
+		if n := j.Joins(); n != p.joins {
+			p.joins = n
+			r.Reassigned()
+		}
+	}
 }
 
 // commitPositions is what may be committed now, per partition, without

@@ -144,6 +144,31 @@ func (c *Client) Insert(ctx context.Context, cols *Columns, token string) error 
 	return classify(b.Send())
 }
 
+// StoredRanges implements RangeReader from the ingest_offsets table.
+func (c *Client) StoredRanges(ctx context.Context, topic string, partitions []int, from int64) ([]OffsetRange, error) {
+	parts := make([]uint16, len(partitions))
+	for i, p := range partitions {
+		parts[i] = uint16(p)
+	}
+	rows, err := c.conn.Query(ctx, "SELECT source_partition, lo, hi FROM "+c.cfg.Database+".ingest_offsets"+
+		" WHERE source_topic = ? AND source_partition IN ? AND hi >= ? ORDER BY source_partition, lo", topic, parts, from)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	var out []OffsetRange
+	for rows.Next() {
+		var p uint16
+		r := OffsetRange{Topic: topic}
+		if err := rows.Scan(&p, &r.Lo, &r.Hi); err != nil {
+			return nil, classify(err)
+		}
+		r.Partition = int(p)
+		out = append(out, r)
+	}
+	return out, classify(rows.Err())
+}
+
 // Send implements the pipeline's AlertSink: every alert record into the
 // alerts table.
 func (c *Client) Send(ctx context.Context, alerts []alerting.Alert) error {

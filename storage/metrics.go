@@ -6,6 +6,8 @@ var (
 	descBatches  = prometheus.NewDesc("declinemon_store_batches_total", "Batches written to ClickHouse.", nil, nil)
 	descRows     = prometheus.NewDesc("declinemon_store_rows_total", "Event rows written to ClickHouse.", nil, nil)
 	descRetries  = prometheus.NewDesc("declinemon_store_retries_total", "Insert attempts retried after a transient error.", nil, nil)
+	descSkipped  = prometheus.NewDesc("declinemon_store_redelivered_skipped_total", "Re-delivered events not inserted because ingest_offsets shows them stored (after a crash or a rebalance).", nil, nil)
+	descLookups  = prometheus.NewDesc("declinemon_store_offset_lookups_total", "Partitions whose stored offset ranges were read (at start, after a rebalance, after a re-delivery).", nil, nil)
 	descFailures = prometheus.NewDesc("declinemon_store_failures_total", "Batches that failed: transient (retries used up) or permanent (needs an operator).", []string{"kind"}, nil)
 )
 
@@ -15,6 +17,8 @@ func (w *Writer) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descRows
 	ch <- descRetries
 	ch <- descFailures
+	ch <- descSkipped
+	ch <- descLookups
 }
 
 // Collect implements prometheus.Collector.
@@ -25,4 +29,6 @@ func (w *Writer) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRetries, prometheus.CounterValue, float64(s.Retries.Load()))
 	ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(s.Failures.Load()), "transient")
 	ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(s.Permanent.Load()), "permanent")
+	ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(s.Skipped.Load()))
+	ch <- prometheus.MustNewConstMetric(descLookups, prometheus.CounterValue, float64(s.Lookups.Load()))
 }

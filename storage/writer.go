@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/declinemon/declinemon/event"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -36,19 +37,27 @@ type WriterConfig struct {
 // WriterStats count the writer's work.
 type WriterStats struct {
 	Batches, Rows, Retries, Failures, Permanent atomic.Uint64
+	// Skipped counts re-delivered events found already stored; Lookups
+	// the partitions whose stored ranges were read.
+	Skipped, Lookups atomic.Uint64
 }
 
 // Writer is the pipeline's Store for ClickHouse: it turns a batch into
 // columns, inserts it with a deduplication token, and retries transient
-// failures with backoff. Write returns nil only once ClickHouse has
+// failures with backoff. Exactly once: events a crash or a rebalance
+// re-delivers are dropped when ingest_offsets shows them stored (see
+// skipStored), and a retried batch repeats its token. Write returns nil only once ClickHouse has
 // acknowledged the batch; until then the runner neither commits offsets
 // nor fetches more (backpressure, memory bounded by one batch).
 type Writer struct {
-	ins   Inserter
-	cfg   WriterConfig
-	cols  Columns
-	stats WriterStats
-	sleep func(context.Context, time.Duration) error
+	ins    Inserter
+	ranges RangeReader // nil: no exactly-once resume
+	mu     sync.Mutex
+	resume map[topicPartition]*partResume
+	cfg    WriterConfig
+	cols   Columns
+	stats  WriterStats
+	sleep  func(context.Context, time.Duration) error
 }
 
 // NewWriter returns a writer over ins.
@@ -62,7 +71,9 @@ func NewWriter(ins Inserter, cfg WriterConfig) *Writer {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 5 * time.Second
 	}
-	return &Writer{ins: ins, cfg: cfg, sleep: sleepCtx}
+	w := &Writer{ins: ins, cfg: cfg, sleep: sleepCtx}
+	w.ranges, _ = ins.(RangeReader)
+	return w
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -92,6 +103,15 @@ func (w *Writer) Write(ctx context.Context, batch []event.Classified) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	all := batch
+	batch, err := w.skipStored(ctx, batch)
+	if err != nil {
+		return err
+	}
+	if len(batch) == 0 {
+		w.handled(all)
+		return nil
+	}
 	w.cols.Reset()
 	for i := range batch {
 		w.cols.Append(&batch[i])
@@ -103,6 +123,7 @@ func (w *Writer) Write(ctx context.Context, batch []event.Classified) error {
 		if err == nil {
 			w.stats.Batches.Add(1)
 			w.stats.Rows.Add(uint64(len(batch)))
+			w.handled(all)
 			return nil
 		}
 		var perm *PermanentError
