@@ -26,6 +26,9 @@ type RunOptions struct {
 	// EndOfInput: the stream ends when Run does (the demo), so detection
 	// is run to its end at shutdown.
 	EndOfInput bool
+	// NoDeadLetters: another consumer of the same stream in this process
+	// writes the dead letters (rejections are still counted here).
+	NoDeadLetters bool
 }
 
 // Runner is `declinemon run`: the pipeline on a Kafka consumer group, with
@@ -61,6 +64,9 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	}
 	po := Options{Config: o.Config, Rules: o.Rules, Store: o.Store, Alerts: o.Alerts, DeadLetters: r.dead, Log: o.Log,
 		BatchSize: kc.BatchSize, FlushInterval: kc.FlushInterval, ShutdownTimeout: kc.ShutdownTimeout, EndOfInput: o.EndOfInput}
+	if o.NoDeadLetters {
+		po.DeadLetters = nil
+	}
 	if kc.ForwardTopic != "" {
 		if r.forward, err = ingest.NewForwardTopic(kc); err != nil {
 			return nil, err

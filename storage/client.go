@@ -26,6 +26,11 @@ type Config struct {
 	DialTimeout  time.Duration `yaml:"dial_timeout"`
 	MaxOpenConns int           `yaml:"max_open_conns"`
 	SchemaConfig `yaml:",inline"`
+	// ConsumerGroup is the Kafka group of the storage consumer, when
+	// detection runs in the same process (default <kafka.group_id>.storage):
+	// storage then has its own offsets, and a ClickHouse outage never
+	// holds detection up.
+	ConsumerGroup string `yaml:"consumer_group"`
 	Writer       WriterConfig `yaml:"writer"`
 }
 
@@ -197,6 +202,10 @@ func (c *Client) Ping(ctx context.Context) error {
 		return classify(err)
 	}
 	v, err := Version(ctx, c, c.cfg.SchemaConfig)
+	var ex *clickhouse.Exception
+	if errors.As(err, &ex) && (ex.Code == 81 || ex.Code == 60) { // no database, no schema_migrations
+		return &PermanentError{Err: fmt.Errorf("no declinemon schema in database %s: run declinemon migrate (%w)", c.cfg.Database, err)}
+	}
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	res, err := demo.Run(ctx, demo.Options{Speed: *speed, Config: cfg, Log: log, Out: stdout, Runner: func(r *pipeline.Runner) {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		srv, err := serveOps(cfg.HTTP, reg, r, notifiers, log)
+		srv, err := serveOps(cfg.HTTP, reg, r, r.Ready, notifiers, log)
 		if srv != nil {
 			shutdown = srv.Shutdown
 			fmt.Fprintf(stdout, "look at http://%s/alerts (firing alerts) and http://%s/metrics\n", cfg.HTTP.Addr(), cfg.HTTP.Addr())

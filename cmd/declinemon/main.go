@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/declinemon/declinemon/internal/chserver"
 	"github.com/declinemon/declinemon/pipeline"
 )
 
@@ -41,6 +42,7 @@ var commands = map[string]func(ctx context.Context, args []string, stdout, stder
 }
 
 func main() {
+	chserver.Child() // when started as the demo's ClickHouse server
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +52,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var store pipeline.Store
+	var alertTable *storage.AlertTable
 	if cfg.ClickHouse.Enabled() {
 		client, err := openStorage(ctx, cfg.ClickHouse, log)
 		if err != nil {
@@ -61,26 +63,84 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		w := storage.NewWriter(client, cfg.ClickHouse.Writer)
 		reg.MustRegister(w)
 		store = w
-		sinks = append(sinks, client) // the alerts table
+		if !cfg.DisableDetection {
+			alertTable = storage.NewAlertTable(client, log)
+			sinks = append(sinks, alertTable) // the alerts table, in the background
+		}
 	} else {
 		log.Warn("no clickhouse.addr: events are not stored (alerting only)")
 	}
-	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Store: store, Alerts: sinks, Log: log})
+	// With detection and storage, storage consumes through its own group:
+	// each commits only what it made durable, and a ClickHouse outage
+	// holds up storage alone (Kafka keeps what it has not stored yet).
+	var storer *pipeline.Runner
+	if store != nil && !cfg.DisableDetection {
+		scfg := cfg
+		scfg.DisableDetection = true
+		scfg.Kafka.GroupID = cfg.ClickHouse.ConsumerGroup
+		if scfg.Kafka.GroupID == "" {
+			scfg.Kafka.GroupID = cfg.Kafka.GroupID + ".storage"
+		}
+		storer, err = pipeline.NewRunner(pipeline.RunOptions{Config: scfg, Rules: rules, Store: store, Log: log.With(zap.String("consumer", "storage"))})
+		if err != nil {
+			log.Error("invalid configuration", zap.Error(err))
+			return 1
+		}
+		if err := pipeline.RegisterStorageConsumerMetrics(reg, storer.Pipeline); err != nil {
+			log.Error("registering metrics", zap.Error(err))
+			return 1
+		}
+		store = nil
+	}
+	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Store: store, Alerts: sinks, Log: log,
+		NoDeadLetters: storer != nil})
 	if err != nil {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1
 	}
-	srv, err := serveOps(cfg.HTTP, reg, r, notifiers, log)
+	ready := r.Ready
+	if storer != nil {
+		ready = func(ctx context.Context) error {
+			if err := r.Ready(ctx); err != nil {
+				return err
+			}
+			if err := storer.Ready(ctx); err != nil {
+				return fmt.Errorf("storage consumer: %w", err)
+			}
+			return nil
+		}
+	}
+	srv, err := serveOps(cfg.HTTP, reg, r, ready, notifiers, log)
 	if err != nil {
 		log.Error("http", zap.Error(err))
 		return 1
 	}
-	runErr := r.Run(ctx)
-	// Reverse order: the runner has flushed and committed; deliver queued
-	// alerts, then stop serving.
+	// Either consumer failing stops both: the process exits and restarts.
+	rctx, stopRunners := context.WithCancel(ctx)
+	defer stopRunners()
+	var storeErr error
+	var storing sync.WaitGroup
+	if storer != nil {
+		storing.Go(func() {
+			if storeErr = storer.Run(rctx); storeErr != nil {
+				stopRunners()
+			}
+		})
+	}
+	runErr := r.Run(rctx)
+	stopRunners()
+	storing.Wait()
+	if runErr == nil && storeErr != nil {
+		runErr = fmt.Errorf("storage consumer: %w", storeErr)
+	}
+	// Reverse order: the runners have flushed and committed; deliver
+	// queued alerts, then stop serving.
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	notifiers.Close(sctx)
+	if alertTable != nil {
+		alertTable.Close(sctx)
+	}
 	if srv != nil {
 		srv.Shutdown(sctx)
 	}
@@ -93,11 +153,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // serveOps registers the runner's metrics and serves the operational
 // endpoints; nil server when disabled.
-func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, notifiers *pipeline.Notifiers, log *zap.Logger) (*http.Server, error) {
+func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, ready func(context.Context) error, notifiers *pipeline.Notifiers, log *zap.Logger) (*http.Server, error) {
 	if _, err := pipeline.RegisterMetrics(reg, r.Pipeline, notifiers.Stats); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	srv, addr, err := ops.Serve(cfg, ops.NewHandler(cfg, ops.Endpoints{Gatherer: reg, Ready: r.Ready, Active: r.ActiveAlerts}))
+	srv, addr, err := ops.Serve(cfg, ops.NewHandler(cfg, ops.Endpoints{Gatherer: reg, Ready: ready, Active: r.ActiveAlerts}))
 	if err != nil || srv == nil {
 		return nil, err
 	}

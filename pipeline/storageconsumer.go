@@ -1,0 +1,57 @@
+package pipeline
+
+import (
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// storageConsumerMetrics are the health of the storage consumer when it
+// runs beside detection in one process (see `declinemon run`): its own
+// group, so its own lag, flushes and halts. Events are counted once, by
+// the detection consumer's metrics.
+type storageConsumerMetrics struct {
+	p                                            *Pipeline
+	lag, committed, retries, halts, halted, last *prometheus.Desc
+}
+
+// RegisterStorageConsumerMetrics registers the declinemon_storage_* series
+// of the storage consumer p.
+func RegisterStorageConsumerMetrics(reg prometheus.Registerer, p *Pipeline) error {
+	m := &storageConsumerMetrics{p: p,
+		lag: prometheus.NewDesc("declinemon_storage_consumer_lag_messages",
+			"Messages the storage consumer is behind the partition's high watermark at its last commit (ClickHouse is this far behind detection's input).", []string{"topic", "partition"}, nil),
+		committed: prometheus.NewDesc("declinemon_storage_committed_messages_total", "Messages whose offsets the storage consumer committed (stored in ClickHouse).", nil, nil),
+		retries:   prometheus.NewDesc("declinemon_storage_flush_retries_total", "Failed storage flush attempts that were retried (ClickHouse or dead-letter problems).", nil, nil),
+		halts:     prometheus.NewDesc("declinemon_storage_flush_halts_total", "Storage flush attempts that failed with an error needing an operator.", nil, nil),
+		halted:    prometheus.NewDesc("declinemon_storage_flush_halted", "1 while storage is halted by a permanent error (see /readyz for the reason).", nil, nil),
+		last:      prometheus.NewDesc("declinemon_storage_last_flush_timestamp_seconds", "Unix time of the storage consumer's last successful flush.", nil, nil),
+	}
+	return reg.Register(m)
+}
+
+func (m *storageConsumerMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.lag, m.committed, m.retries, m.halts, m.halted, m.last} {
+		ch <- d
+	}
+}
+
+func (m *storageConsumerMetrics) Collect(ch chan<- prometheus.Metric) {
+	s := &m.p.counters
+	for tp, lag := range s.PartitionLag() {
+		i := strings.LastIndexByte(tp, '/')
+		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(lag), tp[:i], tp[i+1:])
+	}
+	ch <- prometheus.MustNewConstMetric(m.committed, prometheus.CounterValue, float64(s.Committed.Load()))
+	ch <- prometheus.MustNewConstMetric(m.retries, prometheus.CounterValue, float64(s.FlushRetries.Load()))
+	ch <- prometheus.MustNewConstMetric(m.halts, prometheus.CounterValue, float64(s.Halts.Load()))
+	halted := 0.0
+	if m.p.Halted() != "" {
+		halted = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.halted, prometheus.GaugeValue, halted)
+	if t := s.LastFlush.Load(); t > 0 {
+		ch <- prometheus.MustNewConstMetric(m.last, prometheus.GaugeValue, float64(time.Duration(t).Seconds()))
+	}
+}
