@@ -1,5 +1,6 @@
 -- Decline cause mix per region over the last 24 hours, with the share of
 -- each cause among the region's declines and distinct terminals affected.
+-- A rolling window: the same in every time zone.
 SELECT
     region,
     cause,

@@ -1,5 +1,6 @@
 -- Impact per merchant over the last 24 hours: declined attempts and their
--- amount in minor units (revenue at risk), largest first.
+-- amount in minor units (revenue at risk), largest first. A rolling
+-- window: the same in every time zone.
 SELECT
     merchant_id,
     sum(attempts) AS n_attempts,
