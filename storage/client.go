@@ -30,8 +30,8 @@ type Config struct {
 	// detection runs in the same process (default <kafka.group_id>.storage):
 	// storage then has its own offsets, and a ClickHouse outage never
 	// holds detection up.
-	ConsumerGroup string `yaml:"consumer_group"`
-	Writer       WriterConfig `yaml:"writer"`
+	ConsumerGroup string       `yaml:"consumer_group"`
+	Writer        WriterConfig `yaml:"writer"`
 }
 
 // Validate checks the section.
@@ -215,9 +215,10 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-// permanentCodes are ClickHouse exception codes no retry can fix.
+// permanentCodes are ClickHouse exception codes no retry can fix (164:
+// the user's profile is read-only).
 var permanentCodes = map[int32]bool{
-	6: true, 16: true, 27: true, 36: true, 41: true, 44: true, 47: true, 53: true, 60: true, 62: true,
+	6: true, 16: true, 27: true, 36: true, 41: true, 44: true, 47: true, 53: true, 60: true, 62: true, 164: true,
 	81: true, 117: true, 192: true, 193: true, 194: true, 497: true, 516: true,
 }
 

@@ -106,6 +106,12 @@ func (w *Writer) Write(ctx context.Context, batch []event.Classified) error {
 	all := batch
 	batch, err := w.skipStored(ctx, batch)
 	if err != nil {
+		var perm *PermanentError
+		if errors.As(err, &perm) {
+			w.stats.Permanent.Add(1)
+		} else {
+			w.stats.Failures.Add(1)
+		}
 		return err
 	}
 	if len(batch) == 0 {

@@ -1,0 +1,199 @@
+package storage_test
+
+// Benchmarks of the events insert into a real ClickHouse server (chserver),
+// without Kafka: what one storage flush costs on the wire and in the
+// server, and what our own part (columns, token, resume skip check) costs.
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/declinemon/declinemon/classify"
+	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
+	"github.com/declinemon/declinemon/internal/chserver"
+	"github.com/declinemon/declinemon/internal/chserver/chtest"
+	"github.com/declinemon/declinemon/storage"
+)
+
+// fleetBatch is n events as the pipeline hands them to the writer: event-v1
+// messages of a 2000-terminal, 500-merchant fleet with the usual mix of
+// approvals and declines, decoded and classified.
+func fleetBatch(tb testing.TB, n int) []event.Classified {
+	tb.Helper()
+	codes := []string{`"response_code":"00"`, `"response_code":"00"`, `"response_code":"00"`, `"response_code":"00"`,
+		`"response_code":"00"`, `"response_code":"00"`, `"response_code":"51"`, `"terminal_error":"COMM_TIMEOUT"`}
+	dec := ingest.NewDecoder(ingest.DecoderConfig{})
+	rules := classify.Default()
+	out := make([]event.Classified, n)
+	for i := range out {
+		msg := []byte(`{"event_id":"evt-` + strconv.Itoa(i) + `","ts":"2026-11-27T12:03:` + strconv.Itoa(10+i%50) + `.482+08:00","terminal_id":"LKL-` + strconv.Itoa(i%2000) +
+			`","merchant_id":"M-310-` + strconv.Itoa(i%500) + `","scheme":"cup","txn_type":"sale","amount_minor":12800,"currency":"CNY","entry_mode":"chip","card_bin":"622848","issuer_id":"ABC","acquirer_id":"LKL","host_id":"sh-fe-2","region":"310000","network":"4g","carrier":"CMCC","signal_dbm":-97,"latency_ms":412,"model":"A8","firmware":"3.2.1",` +
+			codes[i%len(codes)] + `}`)
+		a := &out[i]
+		if err := dec.Decode(msg, &a.Event); err != nil {
+			tb.Fatal(err)
+		}
+		res := rules.Classify(&a.Event)
+		a.Cause, a.Known, a.Topic = res.Cause, res.Known, "pos.events"
+	}
+	return out
+}
+
+// position numbers batch as the next events of a 4-partition topic, from
+// the stream's event next on: later batches never overlap earlier ones, so
+// neither the token nor the stored ranges repeat.
+func position(batch []event.Classified, next int64) int64 {
+	for i := range batch {
+		g := next + int64(i)
+		batch[i].Partition, batch[i].Offset = int(g%4), g/4
+	}
+	return next + int64(len(batch))
+}
+
+// BenchmarkWriterOnServer is storage.Writer.Write of prepared batches into
+// a real server, one op per batch: resume skip check + columns + token +
+// clickhouse-go encoding + LZ4 + the server's synchronous insert with the
+// rollup and ingest_offsets views. Variants:
+//   - insert-only: Client.Insert of columns built beforehand (the wire
+//     and the server alone);
+//   - no-views: the three materialized views dropped (the events table
+//     alone);
+//   - lc-as-string: the server's default profile sets
+//     low_cardinality_allow_in_native_format=0, so LowCardinality columns
+//     travel as plain String and the server builds the dictionaries.
+func BenchmarkWriterOnServer(b *testing.B) {
+	servers := []struct {
+		name  string
+		files map[string]string
+	}{
+		{"default", nil},
+		{"lc-as-string", chtest.ProfileDefaults(map[string]string{"low_cardinality_allow_in_native_format": "0"})},
+	}
+	for _, srv := range servers {
+		b.Run(srv.name, func(b *testing.B) {
+			s := chtest.StartWith(b, srv.files)
+			c := chtest.Open(b, s, chserver.User{}, storage.SchemaConfig{})
+			if _, err := storage.Migrate(context.Background(), c, storage.SchemaConfig{}); err != nil {
+				b.Fatal(err)
+			}
+			var next int64
+			for _, size := range []int{10_000, 50_000, 100_000} {
+				b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
+					batch := fleetBatch(b, size)
+					w := storage.NewWriter(c, storage.WriterConfig{})
+					benchInserts(b, s, size, func() error {
+						next = position(batch, next)
+						return w.Write(context.Background(), batch)
+					})
+				})
+			}
+			b.Run("batch=50000/insert-only", func(b *testing.B) {
+				batch := fleetBatch(b, 50_000)
+				var cols storage.Columns
+				for i := range batch {
+					cols.Append(&batch[i])
+				}
+				n := 0
+				benchInserts(b, s, len(batch), func() error {
+					n++
+					return c.Insert(context.Background(), &cols, "bench-insert-only-"+strconv.Itoa(n))
+				})
+			})
+			b.Run("batch=50000/no-views", func(b *testing.B) {
+				for _, v := range []string{"terminal_minutes_mv", "scope_minutes_mv", "ingest_offsets_mv"} {
+					chtest.Query(b, s, "DROP VIEW IF EXISTS declinemon."+v)
+				}
+				batch := fleetBatch(b, 50_000)
+				w := storage.NewWriter(c, storage.WriterConfig{})
+				benchInserts(b, s, len(batch), func() error {
+					next = position(batch, next)
+					return w.Write(context.Background(), batch)
+				})
+			})
+		})
+	}
+}
+
+// benchInserts times insert (one op, rows events) and reports rows/s, the
+// allocations per row and the CPU per row of this process and the server.
+func benchInserts(b *testing.B, s *chserver.Server, rows int, insert func() error) {
+	b.ReportAllocs()
+	runtime.GC()
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	goCPU, chCPU := procCPU(os.Getpid()), procCPU(s.Pid())
+	for b.Loop() {
+		if err := insert(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	goCPU, chCPU = procCPU(os.Getpid())-goCPU, procCPU(s.Pid())-chCPU
+	runtime.ReadMemStats(&m1)
+	total := float64(b.N * rows)
+	b.ReportMetric(total/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/total, "allocs/row")
+	b.ReportMetric(float64(goCPU.Microseconds())/total, "go-cpu-µs/row")
+	b.ReportMetric(float64(chCPU.Microseconds())/total, "ch-cpu-µs/row")
+}
+
+// nopWire is an Inserter that sends nothing and has nothing stored: what
+// is left of Writer.Write is our part.
+type nopWire struct{}
+
+func (nopWire) Insert(context.Context, *storage.Columns, string) error { return nil }
+func (nopWire) StoredRanges(context.Context, string, []int, int64) ([]storage.OffsetRange, error) {
+	return nil, nil
+}
+
+// BenchmarkWriterOwnPart is Writer.Write without a wire, per 50,000-event
+// batch: resume skip check + Columns.Append + Token + handled.
+func BenchmarkWriterOwnPart(b *testing.B) {
+	batch := fleetBatch(b, 50_000)
+	w := storage.NewWriter(nopWire{}, storage.WriterConfig{})
+	var next int64
+	b.ReportAllocs()
+	for b.Loop() {
+		next = position(batch, next)
+		if err := w.Write(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/row")
+}
+
+// BenchmarkTokenOf50k is the deduplication token of a 50,000-event batch
+// over 4 partitions.
+func BenchmarkTokenOf50k(b *testing.B) {
+	batch := fleetBatch(b, 50_000)
+	position(batch, 0)
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = storage.Token(batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/row")
+}
+
+// procCPU is the user+system CPU time a process has used (0 if unknown).
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
