@@ -19,9 +19,9 @@ export CHDB_LIB_PATH
 export DECLINEMON_CLICKHOUSE_REQUIRED = 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: replay-demo test lint unit race chaos fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
+.PHONY: stack system-test bench-storage replay-demo test lint unit race chaos fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
 
-test: lint kafka-jars chdb-lib tools check-deploy unit storage-chdb race chaos fuzz
+test: lint kafka-jars chdb-lib tools check-deploy unit storage-chdb race chaos system-test fuzz
 
 chdb-lib:
 	@test -f $(CHDB_LIB_PATH) || { mkdir -p $(CHDB_DIR) && cd $(CHDB_DIR) && \
@@ -56,10 +56,11 @@ lint:
 unit:
 	$(GO) test -count=1 ./...
 
-# kill -9, broker outage, late topic, oversized message, standby takeover
-# against the real broker and binary; alone, so its timings are its own.
-chaos: kafka-jars
-	DECLINEMON_CHAOS=1 DECLINEMON_CHAOS_REPORT=$(CURDIR)/.chaos-report.md $(GO) test -count=1 -timeout 15m ./internal/chaos/
+# kill -9, broker outage, late topic, oversized message, standby takeover,
+# ClickHouse stopped or killed for 60 s, kill -9 while storing: against the
+# real broker, ClickHouse server and binary; alone, so its timings are its own.
+chaos: kafka-jars chdb-lib
+	DECLINEMON_CHAOS=1 DECLINEMON_CHAOS_REPORT=$(CURDIR)/.chaos-report.md $(GO) test -count=1 -timeout 20m ./internal/chaos/
 	@cat $(CURDIR)/.chaos-report.md
 
 # The race detector where goroutines meet: the Kafka runner and the commands.
@@ -83,6 +84,20 @@ bench:
 bench-kafka: kafka-jars
 	$(GO) test -run '^$$' -bench 'BenchmarkRunKafka' -benchtime 3x ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkCheckpointKafka1M' -benchtime 3x -benchmem ./pipeline
+
+# The docker-compose topology without Docker: Kafka, ClickHouse, Alertmanager,
+# Prometheus and declinemon as local processes, loadgen playing a day.
+# Prints the URLs; Ctrl-C stops it. STACK_FLAGS=--loop keeps producing.
+stack: kafka-jars chdb-lib tools
+	$(GO) build -o bin/stack ./internal/stack/cmd/stack
+	./bin/stack $(STACK_FLAGS)
+
+# The compose topology as a system test (about 2 minutes): declinemon
+# started before its topic, a day with incidents, then Alertmanager (with
+# inhibition), ClickHouse rows and rollups against the stream, every
+# dashboard query, Prometheus recording rules, readiness and lag.
+system-test: kafka-jars chdb-lib tools
+	DECLINEMON_SYSTEM=1 $(GO) test -count=1 -timeout 15m -v -run TestSystem ./internal/stack/
 
 build:
 	$(GO) build -o bin/ ./cmd/...

@@ -81,7 +81,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if scfg.Kafka.GroupID == "" {
 			scfg.Kafka.GroupID = cfg.Kafka.GroupID + ".storage"
 		}
-		storer, err = pipeline.NewRunner(pipeline.RunOptions{Config: scfg, Rules: rules, Store: store, Log: log.With(zap.String("consumer", "storage"))})
+		// Dead letters are written by the detection consumer, whose
+		// metrics count them; storage only skips rejected messages.
+		storer, err = pipeline.NewRunner(pipeline.RunOptions{Config: scfg, Rules: rules, Store: store, NoDeadLetters: true,
+			Log: log.With(zap.String("consumer", "storage"))})
 		if err != nil {
 			log.Error("invalid configuration", zap.Error(err))
 			return 1
@@ -92,8 +95,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		store = nil
 	}
-	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Store: store, Alerts: sinks, Log: log,
-		NoDeadLetters: storer != nil})
+	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Store: store, Alerts: sinks, Log: log})
 	if err != nil {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1

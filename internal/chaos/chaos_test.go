@@ -14,10 +14,16 @@ package chaos
 //   - the group's committed offsets reach the topic's end offsets;
 //   - late events, summed over every lifetime, are not above replay's.
 //
-// Run it (about 4 minutes on 2 cores; -run picks cases):
+// The storage cases (storage_test.go) add a real ClickHouse server
+// (internal/chserver): it is stopped or killed for 60 s mid-stream, or
+// the binary is killed -9 while it stores; ClickHouse must then hold
+// each valid event produced exactly once, without FINAL.
+//
+// Run it (about 10 minutes on 2 cores; -run picks cases):
 //
 //	DECLINEMON_KAFKA_LIBS=$HOME/.cache/declinemon/kafka-3.9.1/libs DECLINEMON_KAFKA_REQUIRED=1 \
-//	DECLINEMON_CHAOS_REPORT=/tmp/chaos.md go test -count=1 -v -timeout 15m ./internal/chaos/
+//	CHDB_LIB_PATH=$HOME/.cache/declinemon/chdb-26.7.3/package/libchdb.so DECLINEMON_CLICKHOUSE_REQUIRED=1 \
+//	DECLINEMON_CHAOS=1 DECLINEMON_CHAOS_REPORT=/tmp/chaos.md go test -count=1 -v -timeout 20m ./internal/chaos/
 //
 // DECLINEMON_CHAOS_SEEDS=1,2,3 runs every case on each of those seeds
 // instead of its own; DECLINEMON_CHAOS_BIN=path uses that binary instead
@@ -70,6 +76,9 @@ var cases = []chaosCase{
 	{"topic-after-start", 4, caseTopicAfterStart},
 	{"oversized-message", 5, caseOversized},
 	{"standby-takeover", 6, caseStandby},
+	{"clickhouse-stop", 7, caseClickHouseOutage(false)},
+	{"clickhouse-kill", 8, caseClickHouseOutage(true)},
+	{"storage-kill-random", 9, caseStorageKill},
 }
 
 func TestChaos(t *testing.T) {

@@ -384,6 +384,11 @@ func (p *proc) readyz() (int, string) {
 // offsets reads the group's committed offsets and the topic's end offsets
 // from the broker, per partition (-1: nothing committed).
 func (h *harness) offsets() (committed, end []int64, err error) {
+	return h.offsetsOf(h.group)
+}
+
+// offsetsOf is offsets for another consumer group on the case's topic.
+func (h *harness) offsetsOf(group string) (committed, end []int64, err error) {
 	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
 	defer cancel()
 	var reqs []kafka.OffsetRequest
@@ -403,7 +408,7 @@ func (h *harness) offsets() (committed, end []int64, err error) {
 		}
 		end[po.Partition] = po.LastOffset
 	}
-	of, err := h.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: h.group, Topics: map[string][]int{h.topic: parts}})
+	of, err := h.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{h.topic: parts}})
 	if err != nil {
 		return nil, nil, err
 	}

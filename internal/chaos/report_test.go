@@ -20,12 +20,15 @@ type row struct {
 	Late, RefLate              uint64
 	Recovery                   string
 	Offsets                    string
-	Lifetimes                  int
-	Wall                       time.Duration
-	Failures                   []string
-	Notes                      []string
-	Details                    []string
-	Done                       bool
+	// Stored is what the storage cases found in ClickHouse: events rows,
+	// terminal_minutes and scope_minutes attempts (want: valid events).
+	Stored    string
+	Lifetimes int
+	Wall      time.Duration
+	Failures  []string
+	Notes     []string
+	Details   []string
+	Done      bool
 }
 
 func (r *row) result() string {
@@ -43,13 +46,14 @@ func markdown(rows []*row, total time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## declinemon chaos suite (%s)\n\n", time.Now().UTC().Format(time.RFC3339))
 	b.WriteString("Counts are by alert_id, then (in brackets) by incident: same kind and scope, onset within " +
-		onsetSlack.String() + ", whatever the id. *extra*: firing records matching no reference incident.\n\n")
-	b.WriteString("| case | seed | expected | found once | duplicated | missed | extra | late (replay) | recovery | offsets | lifetimes | wall | result |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		onsetSlack.String() + ", whatever the id. *extra*: firing records matching no reference incident. " +
+		"*stored*: events rows / terminal_minutes / scope_minutes attempts in ClickHouse, without FINAL (want: the valid events produced).\n\n")
+	b.WriteString("| case | seed | expected | found once | duplicated | missed | extra | late (replay) | recovery | offsets | stored (want) | lifetimes | wall | result |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d (%d) | %d (%d) | %d (%d) | %d | %d (%d) | %s | %s | %d | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %d | %d | %d (%d) | %d (%d) | %d (%d) | %d | %d (%d) | %s | %s | %s | %d | %s | %s |\n",
 			r.Case, r.Seed, r.Expected, r.IDOnce, r.IncOnce, r.IDDup, r.IncDup, r.IDMissed, r.IncMissed, r.Extra,
-			r.Late, r.RefLate, or(r.Recovery, "—"), or(r.Offsets, "—"), r.Lifetimes, r.Wall.Round(100*time.Millisecond),
+			r.Late, r.RefLate, or(r.Recovery, "—"), or(r.Offsets, "—"), or(r.Stored, "—"), r.Lifetimes, r.Wall.Round(100*time.Millisecond),
 			strings.ReplaceAll(r.result(), "|", "/"))
 	}
 	fmt.Fprintf(&b, "\nTotal wall time: %s\n", total.Round(100*time.Millisecond))
