@@ -3,6 +3,7 @@ package scenario
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,7 +21,12 @@ type Producer struct {
 	batch int
 	sent  int
 	err   error
+	// retried is how long writes waited for the topic to appear.
+	retried time.Duration
 }
+
+// topicWait bounds how long a producer waits for its topic to appear.
+const topicWait = 30 * time.Second
 
 // NewProducer returns a producer for topic.
 func NewProducer(brokers []string, topic string, batch int) *Producer {
@@ -46,7 +52,22 @@ func (p *Producer) flush(ctx context.Context) {
 	if len(p.buf) == 0 || p.err != nil {
 		return
 	}
-	if err := p.w.WriteMessages(ctx, p.buf...); err != nil {
+	// A topic created on first use (the broker's auto-creation, or one
+	// created just now) answers "unknown topic" or "no leader" for a few
+	// seconds: wait for it rather than fail.
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		err := p.w.WriteMessages(ctx, p.buf...)
+		if err == nil {
+			break
+		}
+		if (errors.Is(err, kafka.UnknownTopicOrPartition) || errors.Is(err, kafka.LeaderNotAvailable)) && p.retried < topicWait {
+			p.retried += wait
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+				continue
+			}
+		}
 		p.err = fmt.Errorf("producing to %s: %w", p.w.Topic, err)
 		return
 	}
