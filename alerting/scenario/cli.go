@@ -74,6 +74,7 @@ type genFlags struct {
 	seed                              uint64
 	terminals                         int
 	badRatio                          float64
+	endNow                            bool
 }
 
 func (g *genFlags) register(fs *flag.FlagSet) {
@@ -81,6 +82,7 @@ func (g *genFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.spec, "spec", "", "JSON scenario file instead of a suite scenario")
 	fs.Uint64Var(&g.seed, "seed", 0, "override the fleet seed")
 	fs.IntVar(&g.terminals, "terminals", 0, "override the fleet size")
+	fs.BoolVar(&g.endNow, "end-now", false, "date the day so that it ends now (to the minute), so dashboards' default time ranges show it")
 }
 
 func (g *genFlags) scenario() (Scenario, error) {
@@ -102,6 +104,9 @@ func (g *genFlags) scenario() (Scenario, error) {
 	}
 	if g.terminals > 0 {
 		s.Fleet.Terminals = g.terminals
+	}
+	if g.endNow {
+		s.Start = time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(s.Duration))
 	}
 	return s, nil
 }
