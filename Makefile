@@ -82,7 +82,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'BenchmarkEngineObserve' -benchtime 3000000x ./alerting
 
 bench-kafka: kafka-jars
-	$(GO) test -run '^$$' -bench 'BenchmarkRunKafka' -benchtime 3x ./pipeline
+	$(GO) test -run '^$$' -bench 'BenchmarkRunKafka$$' -benchtime 3x ./pipeline
 	$(GO) test -run '^$$' -bench 'BenchmarkCheckpointKafka1M' -benchtime 3x -benchmem ./pipeline
 
 # The docker-compose topology without Docker: Kafka, ClickHouse, Alertmanager,
@@ -98,6 +98,12 @@ stack: kafka-jars chdb-lib tools
 # dashboard query, Prometheus recording rules, readiness and lag.
 system-test: kafka-jars chdb-lib tools
 	DECLINEMON_SYSTEM=1 $(GO) test -count=1 -timeout 15m -v -run TestSystem ./internal/stack/
+
+# run's topology into a real ClickHouse server: storage consumers (and
+# detection beside them), from the start until every event is queryable.
+bench-storage: kafka-jars chdb-lib
+	$(GO) test -run '^$$' -bench 'BenchmarkRunKafkaClickHouse/.*/consumers=./batch=50000' -benchtime 4x ./pipeline
+	$(GO) test -run '^$$' -bench 'WriterOnServer|WriterOwnPart' -benchtime 20x ./storage
 
 build:
 	$(GO) build -o bin/ ./cmd/...

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -73,18 +74,40 @@ func NewKafkaSource(cfg KafkaConfig, log *zap.Logger, activeStandby bool) (*Kafk
 		s.ranged = &countingBalancer{GroupBalancer: kafka.RangeGroupBalancer{}}
 		s.balancers = []kafka.GroupBalancer{s.ranged}
 	}
-	s.reader = s.newReader()
 	return s, nil
 }
 
-func (s *KafkaSource) newReader() *kafka.Reader {
+// subscribe creates the reader for the configured topics that exist now;
+// false while none does. A consumer group's metadata requests name its
+// topics, and a broker with auto.create.topics.enable creates any that
+// is missing with its own defaults — a misspelt topic would be created,
+// and one the operator meant to create with its partitions would not be.
+// Topics created later join through RequestRejoin.
+func (s *KafkaSource) subscribe(ctx context.Context) bool {
+	topics := s.cfg.Topics
+	err := s.TopicsExist(ctx)
+	var missing *MissingTopicsError
+	switch {
+	case errors.As(err, &missing):
+		topics = slices.DeleteFunc(slices.Clone(topics), func(t string) bool { return slices.Contains(missing.Topics, t) })
+	case err != nil:
+		return false
+	}
+	if len(topics) == 0 {
+		return false
+	}
+	s.reader = s.newReader(topics)
+	return true
+}
+
+func (s *KafkaSource) newReader(topics []string) *kafka.Reader {
 	cfg := s.cfg
 	start := kafka.FirstOffset
 	if cfg.StartOffset == "latest" {
 		start = kafka.LastOffset
 	}
 	return kafka.NewReader(kafka.ReaderConfig{
-		Brokers: cfg.Brokers, GroupID: cfg.GroupID, GroupTopics: cfg.Topics, Dialer: s.dialer,
+		Brokers: cfg.Brokers, GroupID: cfg.GroupID, GroupTopics: topics, Dialer: s.dialer,
 		MinBytes: cfg.MinBytes, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait, StartOffset: start,
 		QueueCapacity: 1000, ReadBatchTimeout: 10 * time.Second,
 		SessionTimeout: cfg.SessionTimeout, HeartbeatInterval: cfg.HeartbeatInterval, RebalanceTimeout: cfg.RebalanceTimeout,
@@ -136,11 +159,21 @@ func (s *KafkaSource) Fetch(ctx context.Context) (Message, error) {
 	for {
 		if s.rejoin.Load() && (s.allCommitted() || time.Since(s.rejoinAsked) > rejoinWait) {
 			s.rejoin.Store(false)
-			s.reader.Close()
-			s.reader = s.newReader()
+			if s.reader != nil {
+				s.reader.Close()
+				s.reader = nil
+			}
 			clear(s.fetched)
 			clear(s.committed)
 			s.lastOffset = nil
+		}
+		if s.reader == nil && !s.subscribe(ctx) {
+			select {
+			case <-ctx.Done():
+				return Message{}, ctx.Err()
+			case <-time.After(time.Second):
+			}
+			continue
 		}
 		m, err := s.reader.FetchMessage(ctx)
 		if err == nil {
@@ -242,6 +275,9 @@ func (s *KafkaSource) Commit(ctx context.Context, positions []Position) error {
 	for i, p := range positions {
 		msgs[i] = kafka.Message{Topic: p.Topic, Partition: p.Partition, Offset: p.Offset}
 	}
+	if s.reader == nil && !s.subscribe(ctx) {
+		return &CommitError{errors.New("no topic to consume exists")}
+	}
 	if err := s.reader.CommitMessages(ctx, msgs...); err != nil {
 		return &CommitError{err}
 	}
@@ -261,7 +297,12 @@ func (s *KafkaSource) allCommitted() bool {
 }
 
 // Lag is the consumer's total lag as the reader last saw it.
-func (s *KafkaSource) Lag() int64 { return s.reader.Stats().Lag }
+func (s *KafkaSource) Lag() int64 {
+	if s.reader == nil {
+		return 0
+	}
+	return s.reader.Stats().Lag
+}
 
 // Ready reports whether a broker answers, every topic to consume exists
 // (a missing one is consumed within partition_watch_interval of its
@@ -408,7 +449,12 @@ func (s *KafkaSource) topicsExist(conn *kafka.Conn) error {
 
 // Close leaves the group at once, so it rebalances without waiting for
 // the session to time out.
-func (s *KafkaSource) Close() error { return s.reader.Close() }
+func (s *KafkaSource) Close() error {
+	if s.reader == nil {
+		return nil
+	}
+	return s.reader.Close()
+}
 
 func newWriter(cfg KafkaConfig, topic string) (*kafka.Writer, error) {
 	_, transport, err := cfg.dialer()

@@ -103,7 +103,7 @@ func (k KafkaConfig) WithDefaults() KafkaConfig {
 		k.StartOffset = "earliest"
 	}
 	if k.BatchSize == 0 {
-		k.BatchSize = 5000
+		k.BatchSize = 50000
 	}
 	if k.FlushInterval == 0 {
 		k.FlushInterval = time.Second

@@ -7,19 +7,37 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// StorageConsumerConfig is the configuration of the storage consumers that
+// run beside detection: no detection, their own group (group
+// "<kafka.group_id>.storage" unless named), and 8 MiB fetches unless
+// kafka.max_bytes is set — detection keeps 1 MiB so that its partitions
+// stay close in event time, storage wants fewer, larger fetches (README,
+// Performance).
+func StorageConsumerConfig(cfg Config, group string) Config {
+	cfg.DisableDetection = true
+	cfg.Kafka.GroupID = group
+	if group == "" {
+		cfg.Kafka.GroupID = cfg.Kafka.WithDefaults().GroupID + ".storage"
+	}
+	if cfg.Kafka.MaxBytes == 0 {
+		cfg.Kafka.MaxBytes = 8 << 20
+	}
+	return cfg
+}
+
 // storageConsumerMetrics are the health of the storage consumer when it
 // runs beside detection in one process (see `declinemon run`): its own
 // group, so its own lag, flushes and halts. Events are counted once, by
 // the detection consumer's metrics.
 type storageConsumerMetrics struct {
-	p                                            *Pipeline
+	ps                                           []*Pipeline
 	lag, committed, retries, halts, halted, last *prometheus.Desc
 }
 
 // RegisterStorageConsumerMetrics registers the declinemon_storage_* series
-// of the storage consumer p.
-func RegisterStorageConsumerMetrics(reg prometheus.Registerer, p *Pipeline) error {
-	m := &storageConsumerMetrics{p: p,
+// of the storage consumers ps (members of one group: summed).
+func RegisterStorageConsumerMetrics(reg prometheus.Registerer, ps ...*Pipeline) error {
+	m := &storageConsumerMetrics{ps: ps,
 		lag: prometheus.NewDesc("declinemon_storage_consumer_lag_messages",
 			"Messages the storage consumer is behind the partition's high watermark at its last commit (ClickHouse is this far behind detection's input).", []string{"topic", "partition"}, nil),
 		committed: prometheus.NewDesc("declinemon_storage_committed_messages_total", "Messages whose offsets the storage consumer committed (stored in ClickHouse).", nil, nil),
@@ -38,20 +56,31 @@ func (m *storageConsumerMetrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (m *storageConsumerMetrics) Collect(ch chan<- prometheus.Metric) {
-	s := &m.p.counters
-	for tp, lag := range s.PartitionLag() {
+	var committed, retries, halts uint64
+	halted, last := 0.0, int64(0)
+	lags := map[string]int64{}
+	for _, p := range m.ps {
+		s := &p.counters
+		for tp, lag := range s.PartitionLag() {
+			lags[tp] = lag
+		}
+		committed += s.Committed.Load()
+		retries += s.FlushRetries.Load()
+		halts += s.Halts.Load()
+		if p.Halted() != "" {
+			halted = 1
+		}
+		last = max(last, s.LastFlush.Load())
+	}
+	for tp, lag := range lags {
 		i := strings.LastIndexByte(tp, '/')
 		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(lag), tp[:i], tp[i+1:])
 	}
-	ch <- prometheus.MustNewConstMetric(m.committed, prometheus.CounterValue, float64(s.Committed.Load()))
-	ch <- prometheus.MustNewConstMetric(m.retries, prometheus.CounterValue, float64(s.FlushRetries.Load()))
-	ch <- prometheus.MustNewConstMetric(m.halts, prometheus.CounterValue, float64(s.Halts.Load()))
-	halted := 0.0
-	if m.p.Halted() != "" {
-		halted = 1
-	}
+	ch <- prometheus.MustNewConstMetric(m.committed, prometheus.CounterValue, float64(committed))
+	ch <- prometheus.MustNewConstMetric(m.retries, prometheus.CounterValue, float64(retries))
+	ch <- prometheus.MustNewConstMetric(m.halts, prometheus.CounterValue, float64(halts))
 	ch <- prometheus.MustNewConstMetric(m.halted, prometheus.GaugeValue, halted)
-	if t := s.LastFlush.Load(); t > 0 {
-		ch <- prometheus.MustNewConstMetric(m.last, prometheus.GaugeValue, float64(time.Duration(t).Seconds()))
+	if last > 0 {
+		ch <- prometheus.MustNewConstMetric(m.last, prometheus.GaugeValue, float64(time.Duration(last).Seconds()))
 	}
 }

@@ -7,12 +7,16 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/declinemon/declinemon/classify"
 	"github.com/declinemon/declinemon/event"
@@ -67,7 +71,10 @@ func position(batch []event.Classified, next int64) int64 {
 //     alone);
 //   - lc-as-string: the server's default profile sets
 //     low_cardinality_allow_in_native_format=0, so LowCardinality columns
-//     travel as plain String and the server builds the dictionaries.
+//     travel as plain String and the server builds the dictionaries;
+//   - optimize_on_insert=0: besides, the server does not collapse
+//     ReplacingMergeTree duplicates within each inserted block (merges
+//     still do).
 func BenchmarkWriterOnServer(b *testing.B) {
 	servers := []struct {
 		name  string
@@ -75,6 +82,8 @@ func BenchmarkWriterOnServer(b *testing.B) {
 	}{
 		{"default", nil},
 		{"lc-as-string", chtest.ProfileDefaults(map[string]string{"low_cardinality_allow_in_native_format": "0"})},
+		{"lc-as-string,optimize_on_insert=0", chtest.ProfileDefaults(map[string]string{"low_cardinality_allow_in_native_format": "0",
+			"optimize_on_insert": "0"})},
 	}
 	for _, srv := range servers {
 		b.Run(srv.name, func(b *testing.B) {
@@ -104,6 +113,17 @@ func BenchmarkWriterOnServer(b *testing.B) {
 				benchInserts(b, s, len(batch), func() error {
 					n++
 					return c.Insert(context.Background(), &cols, "bench-insert-only-"+strconv.Itoa(n))
+				})
+			})
+			b.Run("batch=50000/per-query-settings", func(b *testing.B) {
+				// The same two settings sent with each INSERT instead of
+				// in the server's profile: what InsertSettings would carry.
+				ins := newSettingsInserter(b, s, clickhouse.Settings{"low_cardinality_allow_in_native_format": 0, "optimize_on_insert": 0})
+				batch := fleetBatch(b, 50_000)
+				w := storage.NewWriter(ins, storage.WriterConfig{})
+				benchInserts(b, s, len(batch), func() error {
+					next = position(batch, next)
+					return w.Write(context.Background(), batch)
 				})
 			})
 			b.Run("batch=50000/no-views", func(b *testing.B) {
@@ -141,6 +161,40 @@ func benchInserts(b *testing.B, s *chserver.Server, rows int, insert func() erro
 	b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/total, "allocs/row")
 	b.ReportMetric(float64(goCPU.Microseconds())/total, "go-cpu-µs/row")
 	b.ReportMetric(float64(chCPU.Microseconds())/total, "ch-cpu-µs/row")
+}
+
+// settingsInserter is storage.Client.Insert with extra settings on each
+// INSERT, over its own clickhouse-go connection (native protocol, LZ4).
+type settingsInserter struct {
+	conn  driver.Conn
+	extra clickhouse.Settings
+}
+
+func newSettingsInserter(tb testing.TB, s *chserver.Server, extra clickhouse.Settings) *settingsInserter {
+	tb.Helper()
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.TCPAddr}, Compression: &clickhouse.Compression{Method: clickhouse.CompressionLZ4}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return &settingsInserter{conn: conn, extra: extra}
+}
+
+func (i *settingsInserter) Insert(ctx context.Context, cols *storage.Columns, token string) error {
+	settings := storage.InsertSettings(token)
+	maps.Copy(settings, i.extra)
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(settings))
+	b, err := i.conn.PrepareBatch(ctx, "INSERT INTO declinemon.events ("+strings.Join(storage.ColumnNames, ", ")+")")
+	if err != nil {
+		return err
+	}
+	for n, v := range cols.Values() {
+		if err := b.Column(n).Append(v); err != nil {
+			b.Abort()
+			return err
+		}
+	}
+	return b.Send()
 }
 
 // nopWire is an Inserter that sends nothing and has nothing stored: what

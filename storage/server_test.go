@@ -158,7 +158,8 @@ func TestInsertModeOnTheWire(t *testing.T) {
 	}
 	logged := chtest.Query(t, s, fmt.Sprintf(`SELECT Settings['async_insert'], Settings['insert_deduplicate'],
 		Settings['insert_deduplication_token'], Settings['deduplicate_blocks_in_dependent_materialized_views'],
-		interface, client_name, written_rows, ProfileEvents['AsyncInsertQuery']
+		interface, client_name, written_rows, ProfileEvents['AsyncInsertQuery'],
+		Settings['low_cardinality_allow_in_native_format'], Settings['optimize_on_insert']
 		FROM system.query_log
 		WHERE type = 'QueryFinish' AND query_kind = 'Insert' AND has(tables, 'declinemon.events')
 		  AND Settings['insert_deduplication_token'] = '%s'`, token))
@@ -168,6 +169,11 @@ func TestInsertModeOnTheWire(t *testing.T) {
 	got := logged[0]
 	want := storage.InsertSettings(token)
 	for i, name := range []string{"async_insert", "insert_deduplicate", "insert_deduplication_token", "deduplicate_blocks_in_dependent_materialized_views"} {
+		if got[i] != fmt.Sprint(want[name]) {
+			t.Errorf("the INSERT ran with %s=%q, InsertSettings says %v", name, got[i], want[name])
+		}
+	}
+	for i, name := range map[int]string{8: "low_cardinality_allow_in_native_format", 9: "optimize_on_insert"} {
 		if got[i] != fmt.Sprint(want[name]) {
 			t.Errorf("the INSERT ran with %s=%q, InsertSettings says %v", name, got[i], want[name])
 		}

@@ -55,9 +55,11 @@ type Writer struct {
 	mu     sync.Mutex
 	resume map[topicPartition]*partResume
 	cfg    WriterConfig
-	cols   Columns
-	stats  WriterStats
-	sleep  func(context.Context, time.Duration) error
+	// cols are column buffers reused from batch to batch; consumers of
+	// one process share the writer and insert concurrently.
+	cols  sync.Pool
+	stats WriterStats
+	sleep func(context.Context, time.Duration) error
 }
 
 // NewWriter returns a writer over ins.
@@ -118,14 +120,19 @@ func (w *Writer) Write(ctx context.Context, batch []event.Classified) error {
 		w.handled(all)
 		return nil
 	}
-	w.cols.Reset()
+	cols, _ := w.cols.Get().(*Columns)
+	if cols == nil {
+		cols = new(Columns)
+	}
+	defer w.cols.Put(cols)
+	cols.Reset()
 	for i := range batch {
-		w.cols.Append(&batch[i])
+		cols.Append(&batch[i])
 	}
 	token := Token(batch)
 	wait := w.cfg.Backoff
 	for attempt := 1; ; attempt++ {
-		err := w.ins.Insert(ctx, &w.cols, token)
+		err := w.ins.Insert(ctx, cols, token)
 		if err == nil {
 			w.stats.Batches.Add(1)
 			w.stats.Rows.Add(uint64(len(batch)))

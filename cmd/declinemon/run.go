@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/declinemon/declinemon/alerting/notify"
+	"github.com/declinemon/declinemon/internal/gctune"
 	"github.com/declinemon/declinemon/internal/ops"
 	"github.com/declinemon/declinemon/pipeline"
 	"github.com/declinemon/declinemon/storage"
@@ -29,6 +31,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
+	gc := gctune.Apply("", "")
+	log.Info("garbage collector", zap.Int("gc_percent", gc.GCPercent), zap.Int64("memory_limit_bytes", gc.MemoryLimit))
 	rules, err := cfg.LoadRules(*rulesPath)
 	if err != nil {
 		log.Error("loading rules", zap.Error(err))
@@ -73,23 +77,27 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// With detection and storage, storage consumes through its own group:
 	// each commits only what it made durable, and a ClickHouse outage
 	// holds up storage alone (Kafka keeps what it has not stored yet).
-	var storer *pipeline.Runner
+	var storers []*pipeline.Runner
 	if store != nil && !cfg.DisableDetection {
-		scfg := cfg
-		scfg.DisableDetection = true
-		scfg.Kafka.GroupID = cfg.ClickHouse.ConsumerGroup
-		if scfg.Kafka.GroupID == "" {
-			scfg.Kafka.GroupID = cfg.Kafka.GroupID + ".storage"
+		scfg := pipeline.StorageConsumerConfig(cfg, cfg.ClickHouse.ConsumerGroup)
+		var pipes []*pipeline.Pipeline
+		n := cfg.ClickHouse.Consumers
+		if n == 0 {
+			n = 2
 		}
-		// Dead letters are written by the detection consumer, whose
-		// metrics count them; storage only skips rejected messages.
-		storer, err = pipeline.NewRunner(pipeline.RunOptions{Config: scfg, Rules: rules, Store: store, NoDeadLetters: true,
-			Log: log.With(zap.String("consumer", "storage"))})
-		if err != nil {
-			log.Error("invalid configuration", zap.Error(err))
-			return 1
+		for i := range n {
+			// Dead letters are written by the detection consumer, whose
+			// metrics count them; storage only skips rejected messages.
+			s, err := pipeline.NewRunner(pipeline.RunOptions{Config: scfg, Rules: rules, Store: store, NoDeadLetters: true,
+				Log: log.With(zap.String("consumer", "storage"), zap.Int("member", i))})
+			if err != nil {
+				log.Error("invalid configuration", zap.Error(err))
+				return 1
+			}
+			storers = append(storers, s)
+			pipes = append(pipes, s.Pipeline)
 		}
-		if err := pipeline.RegisterStorageConsumerMetrics(reg, storer.Pipeline); err != nil {
+		if err := pipeline.RegisterStorageConsumerMetrics(reg, pipes...); err != nil {
 			log.Error("registering metrics", zap.Error(err))
 			return 1
 		}
@@ -100,17 +108,16 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1
 	}
-	ready := r.Ready
-	if storer != nil {
-		ready = func(ctx context.Context) error {
-			if err := r.Ready(ctx); err != nil {
-				return err
-			}
-			if err := storer.Ready(ctx); err != nil {
+	ready := func(ctx context.Context) error {
+		if err := r.Ready(ctx); err != nil {
+			return err
+		}
+		for _, s := range storers {
+			if err := s.Ready(ctx); err != nil {
 				return fmt.Errorf("storage consumer: %w", err)
 			}
-			return nil
 		}
+		return nil
 	}
 	srv, err := serveOps(cfg.HTTP, reg, r, ready, notifiers, log)
 	if err != nil {
@@ -120,11 +127,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Either consumer failing stops both: the process exits and restarts.
 	rctx, stopRunners := context.WithCancel(ctx)
 	defer stopRunners()
-	var storeErr error
+	storeErrs := make([]error, len(storers))
 	var storing sync.WaitGroup
-	if storer != nil {
+	for i, s := range storers {
 		storing.Go(func() {
-			if storeErr = storer.Run(rctx); storeErr != nil {
+			if storeErrs[i] = s.Run(rctx); storeErrs[i] != nil {
 				stopRunners()
 			}
 		})
@@ -132,8 +139,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	runErr := r.Run(rctx)
 	stopRunners()
 	storing.Wait()
-	if runErr == nil && storeErr != nil {
-		runErr = fmt.Errorf("storage consumer: %w", storeErr)
+	if err := errors.Join(storeErrs...); runErr == nil && err != nil {
+		runErr = fmt.Errorf("storage consumer: %w", err)
 	}
 	// Reverse order: the runners have flushed and committed; deliver
 	// queued alerts, then stop serving.

@@ -1,0 +1,332 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/declinemon/declinemon/internal/chserver"
+	"github.com/declinemon/declinemon/internal/chserver/chtest"
+	"github.com/declinemon/declinemon/internal/gctune"
+	"github.com/declinemon/declinemon/internal/kafkatest"
+	"github.com/declinemon/declinemon/storage"
+)
+
+// chBenchEvents is how many events each run of BenchmarkRunKafkaClickHouse
+// consumes and stores.
+const chBenchEvents = 500_000
+
+// BenchmarkRunKafkaClickHouse measures `run` with storage end to end:
+// consume from the real broker + decode + classify (+ detection) + insert
+// into a real ClickHouse server (storage.Writer over storage.Client, the
+// production wire) + commit, broker, server and runner on the same
+// machine. The events are produced first (not timed); each run starts a
+// fresh consumer group on a freshly migrated schema and is timed from the
+// runner's start until `SELECT count() FROM declinemon.events` returns
+// every event.
+//
+// events/s is that whole span (group join included); events/s-flowing
+// starts at the first message fetched; store-share is the part of the run
+// the processing goroutine spent in the store stage (the inserts).
+// cpu-µs/event splits the machine's CPU between this process (go), the
+// ClickHouse server (ch) and the broker (kafka); MB-peak is each
+// process's peak resident memory during the run.
+func BenchmarkRunKafkaClickHouse(b *testing.B) {
+	// The collector as `declinemon run` sets it.
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	gctune.Apply("", "")
+	br := needBroker(b)
+	topic := newTopic(b, br, 4)
+	produceRealistic(b, br, topic, chBenchEvents)
+	b.Logf("load average before the runs: %s", loadAverage())
+
+	s := chtest.Start(b)
+	client := chtest.Open(b, s, chserver.User{}, storage.SchemaConfig{})
+	type variant struct {
+		detect    bool
+		consumers int
+		batch     int
+		flush     time.Duration
+	}
+	var variants []variant
+	for _, detect := range []bool{false, true} {
+		for _, v := range []variant{{consumers: 1, batch: 50_000, flush: time.Second}, {consumers: 2, batch: 50_000, flush: time.Second},
+			{consumers: 2, batch: 100_000, flush: 5 * time.Second}, {consumers: 2, batch: 5000, flush: time.Second}} {
+			v.detect = detect
+			variants = append(variants, v)
+		}
+	}
+	for _, v := range variants {
+		mode := "store"
+		if v.detect {
+			mode = "store+detect"
+		}
+		b.Run(fmt.Sprintf("%s/consumers=%d/batch=%d/flush=%s", mode, v.consumers, v.batch, v.flush), func(b *testing.B) {
+			cfg := StorageConsumerConfig(runConfig(br, topic, ""), "")
+			cfg.Kafka.BatchSize = v.batch
+			cfg.Kafka.FlushInterval = v.flush
+			cfg.Kafka.MaxWait = 0            // the default
+			cfg.Kafka.CheckpointInterval = 0 // the default
+			benchStoredRuns(b, br, s, client, cfg, v.consumers, v.detect, chBenchEvents)
+		})
+	}
+}
+
+// produceRealistic writes n realistic events round-robin over the topic's
+// partitions, then frees them so that they do not weigh on the runs.
+func produceRealistic(b *testing.B, br *kafkatest.Broker, topic string, n int) {
+	b.Helper()
+	msgs := realistic(b, n)
+	w := &kafka.Writer{Addr: kafka.TCP(br.Addr), Topic: topic, Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll,
+		BatchSize: 5000, BatchBytes: 32 << 20, BatchTimeout: time.Millisecond}
+	batch := make([]kafka.Message, 0, 5000)
+	for i, m := range msgs {
+		batch = append(batch, kafka.Message{Value: m})
+		if len(batch) == cap(batch) || i == len(msgs)-1 {
+			writeRetrying(b, w, batch)
+			batch = batch[:0]
+		}
+	}
+	w.Close()
+	msgs, batch = nil, nil
+	runtime.GC()
+	debug.FreeOSMemory()
+}
+
+// benchStoredRuns runs `run`'s topology over the n events of the topic
+// into a fresh schema on s, once per iteration, and reports the rates:
+// consumers storage members of one group sharing a writer, and with detect
+// a detection consumer in its own group beside them (as `declinemon run`
+// does). The clock stops once every event is queryable and detection, if
+// any, has consumed them all.
+func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, client *storage.Client, cfg Config, consumers int, detect bool, n int) {
+	ctx := context.Background()
+	broker := brokerPid(br)
+	procs := []struct {
+		name string
+		pid  int
+	}{{"go", os.Getpid()}, {"ch", s.Pid()}, {"kafka", broker}}
+	var total, flowing, storing time.Duration
+	cpu := make([]time.Duration, len(procs))
+	peak := make([]int64, len(procs))
+	var mallocs, allocBytes uint64
+	b.ReportAllocs()
+	runs := 0
+	for b.Loop() {
+		b.StopTimer()
+		chtest.Query(b, s, "DROP DATABASE IF EXISTS declinemon SYNC")
+		if _, err := storage.Migrate(ctx, client, storage.SchemaConfig{}); err != nil {
+			b.Fatal(err)
+		}
+		w := storage.NewWriter(client, storage.WriterConfig{})
+		cfg.Kafka.GroupID = fmt.Sprintf("bench-ch-%d", time.Now().UnixNano())
+		dcfg := cfg
+		dcfg.DisableDetection = false
+		dcfg.Kafka.GroupID += ".detect"
+		dcfg.Kafka.MaxBytes = 0 // detection's default
+		runtime.GC()
+		cpu0 := make([]time.Duration, len(procs))
+		for i, p := range procs {
+			resetPeakRSS(p.pid)
+			cpu0[i] = procCPU(p.pid)
+		}
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		b.StartTimer()
+
+		start := time.Now()
+		var runners []*Runner
+		var stages stageTimes
+		for range consumers {
+			r, err := NewRunner(RunOptions{Config: cfg, Store: w, NoDeadLetters: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			r.SetObserver(&stages)
+			runners = append(runners, r)
+		}
+		var detector *Runner
+		if detect {
+			var err error
+			if detector, err = NewRunner(RunOptions{Config: dcfg}); err != nil {
+				b.Fatal(err)
+			}
+			runners = append(runners, detector)
+		}
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, len(runners))
+		for _, r := range runners {
+			go func() { done <- r.Run(runCtx) }()
+		}
+		deadline := start.Add(3 * time.Minute)
+		consumed := func() (m uint64) {
+			for _, r := range runners {
+				m += r.Stats().Messages.Load()
+			}
+			return m
+		}
+		for consumed() == 0 {
+			if time.Now().After(deadline) {
+				b.Fatal("no message consumed within 3 minutes")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		first := time.Now()
+		for w.Stats().Rows.Load() < uint64(n) {
+			if time.Now().After(deadline) {
+				b.Fatalf("stored %d of %d events within 3 minutes", w.Stats().Rows.Load(), n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		for detector != nil && detector.Stats().Messages.Load() < uint64(n) {
+			if time.Now().After(deadline) {
+				b.Fatalf("detection consumed %d of %d events within 3 minutes", detector.Stats().Messages.Load(), n)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		// The insert is synchronous: acknowledged rows are queryable.
+		for chtest.Value(b, s, "SELECT count() FROM declinemon.events") != strconv.Itoa(n) {
+			if time.Now().After(deadline) {
+				b.Fatal("events not all queryable within 3 minutes")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		end := time.Now()
+
+		b.StopTimer()
+		runtime.ReadMemStats(&m1)
+		for i, p := range procs {
+			cpu[i] += procCPU(p.pid) - cpu0[i]
+			peak[i] = max(peak[i], peakRSS(p.pid))
+		}
+		cancel()
+		for range runners {
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+		}
+		st := w.Stats()
+		if st.Retries.Load() != 0 {
+			b.Fatalf("writer retried %d inserts: the server failed", st.Retries.Load())
+		}
+		mallocs += m1.Mallocs - m0.Mallocs
+		allocBytes += m1.TotalAlloc - m0.TotalAlloc
+		total += end.Sub(start)
+		flowing += end.Sub(first)
+		stored := time.Duration(stages.store.Load())
+		storing += stored
+		runs++
+		b.Logf("run %d: %.0f events/s (%.0f flowing), %d inserts taking %.2f s of %.2f s, first message after %.2f s, %d re-delivered by a rebalance skipped",
+			runs, float64(n)/end.Sub(start).Seconds(), float64(n)/end.Sub(first).Seconds(), st.Batches.Load(),
+			stored.Seconds(), end.Sub(start).Seconds(), first.Sub(start).Seconds(), st.Skipped.Load())
+		b.StartTimer()
+	}
+	events := float64(n * runs)
+	b.ReportMetric(events/total.Seconds(), "events/s")
+	b.ReportMetric(events/flowing.Seconds(), "events/s-flowing")
+	b.ReportMetric(storing.Seconds()/total.Seconds(), "store-share")
+	b.ReportMetric(float64(mallocs)/events, "allocs/event")
+	b.ReportMetric(float64(allocBytes)/events, "B/event")
+	for i, p := range procs {
+		if p.pid == 0 {
+			continue
+		}
+		b.ReportMetric(float64(cpu[i].Microseconds())/events, p.name+"-cpu-µs/event")
+		b.ReportMetric(float64(peak[i])/(1<<20), p.name+"-MB-peak")
+	}
+}
+
+// stageTimes sums how long the store stage of the flushes took: the
+// processing goroutine waits for ClickHouse meanwhile.
+type stageTimes struct{ store atomic.Int64 }
+
+func (s *stageTimes) ObserveStage(stage string, d time.Duration) {
+	if stage == "store" {
+		s.store.Add(int64(d))
+	}
+}
+func (s *stageTimes) ObserveBatch(int) {}
+
+// brokerPid finds the broker's JVM among this process's children (0 when
+// it cannot be told apart).
+func brokerPid(br *kafkatest.Broker) int {
+	port := br.Addr[strings.LastIndexByte(br.Addr, ':')+1:]
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		stat, err := os.ReadFile(d + "/stat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		cmd, _ := os.ReadFile(d + "/cmdline")
+		if bytes.Contains(cmd, []byte("java")) || bytes.Contains(cmd, []byte(port)) {
+			pid, _ := strconv.Atoi(filepath.Base(d))
+			return pid
+		}
+	}
+	return 0
+}
+
+// procCPU is the user+system CPU time a process has used (0 if unknown).
+func procCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+}
+
+// peakRSS is a process's peak resident memory in bytes since the last
+// resetPeakRSS (0 if unknown).
+func peakRSS(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS starts a process's peak resident memory afresh.
+func resetPeakRSS(pid int) {
+	if pid != 0 {
+		_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
+	}
+}
+
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.TrimSpace(string(b))
+}
