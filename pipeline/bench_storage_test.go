@@ -20,6 +20,7 @@ import (
 	"github.com/declinemon/declinemon/internal/chserver/chtest"
 	"github.com/declinemon/declinemon/internal/gctune"
 	"github.com/declinemon/declinemon/internal/kafkatest"
+	"github.com/declinemon/declinemon/internal/proctest"
 	"github.com/declinemon/declinemon/storage"
 )
 
@@ -139,8 +140,8 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 		runtime.GC()
 		cpu0 := make([]time.Duration, len(procs))
 		for i, p := range procs {
-			resetPeakRSS(p.pid)
-			cpu0[i] = procCPU(p.pid)
+			proctest.ResetPeakRSS(p.pid)
+			cpu0[i] = proctest.CPU(p.pid)
 		}
 		var m0, m1 runtime.MemStats
 		runtime.ReadMemStats(&m0)
@@ -208,8 +209,8 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 		b.StopTimer()
 		runtime.ReadMemStats(&m1)
 		for i, p := range procs {
-			cpu[i] += procCPU(p.pid) - cpu0[i]
-			peak[i] = max(peak[i], peakRSS(p.pid))
+			cpu[i] += proctest.CPU(p.pid) - cpu0[i]
+			peak[i] = max(peak[i], proctest.PeakRSS(p.pid))
 		}
 		cancel()
 		for range runners {
@@ -280,50 +281,6 @@ func brokerPid(br *kafkatest.Broker) int {
 		}
 	}
 	return 0
-}
-
-// procCPU is the user+system CPU time a process has used (0 if unknown).
-func procCPU(pid int) time.Duration {
-	if pid == 0 {
-		return 0
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
-}
-
-// peakRSS is a process's peak resident memory in bytes since the last
-// resetPeakRSS (0 if unknown).
-func peakRSS(pid int) int64 {
-	if pid == 0 {
-		return 0
-	}
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-// resetPeakRSS starts a process's peak resident memory afresh.
-func resetPeakRSS(pid int) {
-	if pid != 0 {
-		_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
-	}
 }
 
 func loadAverage() string {

@@ -5,7 +5,6 @@ package storage_test
 // server, and what our own part (columns, token, resume skip check) costs.
 
 import (
-	"bytes"
 	"context"
 	"maps"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -23,6 +21,7 @@ import (
 	"github.com/declinemon/declinemon/ingest"
 	"github.com/declinemon/declinemon/internal/chserver"
 	"github.com/declinemon/declinemon/internal/chserver/chtest"
+	"github.com/declinemon/declinemon/internal/proctest"
 	"github.com/declinemon/declinemon/storage"
 )
 
@@ -148,13 +147,13 @@ func benchInserts(b *testing.B, s *chserver.Server, rows int, insert func() erro
 	runtime.GC()
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
-	goCPU, chCPU := procCPU(os.Getpid()), procCPU(s.Pid())
+	goCPU, chCPU := proctest.CPU(os.Getpid()), proctest.CPU(s.Pid())
 	for b.Loop() {
 		if err := insert(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	goCPU, chCPU = procCPU(os.Getpid())-goCPU, procCPU(s.Pid())-chCPU
+	goCPU, chCPU = proctest.CPU(os.Getpid())-goCPU, proctest.CPU(s.Pid())-chCPU
 	runtime.ReadMemStats(&m1)
 	total := float64(b.N * rows)
 	b.ReportMetric(total/b.Elapsed().Seconds(), "rows/s")
@@ -232,22 +231,4 @@ func BenchmarkTokenOf50k(b *testing.B) {
 		_ = storage.Token(batch)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/row")
-}
-
-// procCPU is the user+system CPU time a process has used (0 if unknown).
-func procCPU(pid int) time.Duration {
-	if pid == 0 {
-		return 0
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 }

@@ -375,10 +375,16 @@ func (h *harness) recoveryOf(p *proc, from time.Time, base []int64, limit time.D
 // The returned func waits for that moment (zero if it never came within
 // three minutes).
 func (h *harness) watchResume(procs ...*proc) func() time.Time {
+	return h.watchGrowth("declinemon_messages_total", procs...)
+}
+
+// watchGrowth notes when the processes' metric, summed, next grows; the
+// returned func waits for that moment (zero if not within three minutes).
+func (h *harness) watchGrowth(metric string, procs ...*proc) func() time.Time {
 	total := func() float64 {
 		m := 0.0
 		for _, p := range procs {
-			m += p.metric("declinemon_messages_total")
+			m += p.metric(metric)
 		}
 		return m
 	}

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/declinemon/declinemon/internal/kafkatest"
+	"github.com/declinemon/declinemon/internal/stack"
 )
 
 // harness is one case: a topic and a group on a broker, the day it
@@ -233,39 +233,12 @@ func (p *proc) scrape() {
 		if err != nil || resp.StatusCode != 200 {
 			continue
 		}
-		m := parseMetrics(body)
+		m := stack.ParseMetrics(body)
 		p.mu.Lock()
 		p.metrics = m
 		p.scrapes++
 		p.mu.Unlock()
 	}
-}
-
-// parseMetrics sums the Prometheus text samples by name, and by
-// name{labels} for labelled ones.
-func parseMetrics(body []byte) map[string]float64 {
-	m := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		series := line[:i]
-		name := series
-		if j := strings.IndexByte(series, '{'); j >= 0 {
-			name = series[:j]
-			m[series] += v
-		}
-		m[name] += v
-	}
-	return m
 }
 
 // metric is the last scraped value of a series (0 before any scrape).

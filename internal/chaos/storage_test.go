@@ -567,26 +567,7 @@ func caseClickHouseOutage(kill bool) func(t *testing.T, s *suite, seed uint64) {
 // watchStored is watchResume for storage: when the processes' stored rows
 // next grow (zero if not within three minutes).
 func (h *harness) watchStored(procs ...*proc) func() time.Time {
-	total := func() float64 {
-		m := 0.0
-		for _, p := range procs {
-			m += p.metric("declinemon_store_rows_total")
-		}
-		return m
-	}
-	base, from := total(), time.Now()
-	done := make(chan time.Time, 1)
-	go func() {
-		for h.ctx.Err() == nil && time.Since(from) < 3*time.Minute {
-			if total() > base {
-				done <- time.Now()
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		done <- time.Time{}
-	}()
-	return func() time.Time { return <-done }
+	return h.watchGrowth("declinemon_store_rows_total", procs...)
 }
 
 // reviveServer checks the ClickHouse server answers half a second after

@@ -284,6 +284,12 @@ func (s *Stack) Metrics(ctx context.Context) (map[string]float64, error) {
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("/metrics: %d", code)
 	}
+	return ParseMetrics(body), nil
+}
+
+// ParseMetrics sums Prometheus text-format samples by metric name, and by
+// name{labels} for labelled ones.
+func ParseMetrics(body []byte) map[string]float64 {
 	m := map[string]float64{}
 	for _, line := range strings.Split(string(body), "\n") {
 		if line == "" || line[0] == '#' {
@@ -305,7 +311,7 @@ func (s *Stack) Metrics(ctx context.Context) (map[string]float64, error) {
 		}
 		m[name] += v
 	}
-	return m, nil
+	return m
 }
 
 // Offsets reads the group's committed offsets and the topic's end offsets
