@@ -292,19 +292,23 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 	return nil
 }
 
-// tellReassigned tells a store that keeps per-partition state (the
-// ClickHouse writer's stored ranges) that the consumer joined its group
-// again since the last flush: partitions may have changed hands.
+// tellReassigned acts on the consumer having joined its group again since
+// the last flush (partitions may have changed hands): the lag of
+// partitions it may no longer own is forgotten, and a store that keeps
+// per-partition state (the ClickHouse writer's stored ranges) is told.
 func (p *Pipeline) tellReassigned(src Source) {
-	r, ok := p.o.Store.(interface{ Reassigned() })
+	j, ok := src.(interface{ Joins() uint64 })
 	if !ok {
 		return
 	}
-	if j, ok := src.(interface{ Joins() uint64 }); ok {
-		if n := j.Joins(); n != p.joins {
-			p.joins = n
-			r.Reassigned()
-		}
+	n := j.Joins()
+	if n == p.joins {
+		return
+	}
+	p.joins = n
+	p.counters.forgetLag()
+	if r, ok := p.o.Store.(interface{ Reassigned() }); ok {
+		r.Reassigned()
 	}
 }
 

@@ -15,10 +15,11 @@ import (
 // Performance).
 func StorageConsumerConfig(cfg Config, group string) Config {
 	cfg.DisableDetection = true
-	cfg.Kafka.GroupID = group
+	cfg.Kafka.ForwardTopic = "" // the detection consumer forwards, once
 	if group == "" {
-		cfg.Kafka.GroupID = cfg.Kafka.WithDefaults().GroupID + ".storage"
+		group = cfg.Kafka.WithDefaults().GroupID + ".storage"
 	}
+	cfg.Kafka.GroupID = group
 	if cfg.Kafka.MaxBytes == 0 {
 		cfg.Kafka.MaxBytes = 8 << 20
 	}

@@ -126,8 +126,10 @@ func (t *AlertTable) loop(ctx context.Context) {
 	}
 }
 
-// Flush waits until every queued record is written or ctx ends.
-func (t *AlertTable) Flush(ctx context.Context) error {
+// Drain waits until every queued record is written or ctx ends. (Not
+// Flush: the pipeline's journal waits on sinks that Flush, and the
+// alerts table must never hold detection up.)
+func (t *AlertTable) Drain(ctx context.Context) error {
 	t.mu.Lock()
 	idle := t.idle
 	t.mu.Unlock()
@@ -139,9 +141,15 @@ func (t *AlertTable) Flush(ctx context.Context) error {
 	}
 }
 
-// Close writes what is queued (until ctx ends) and stops.
-func (t *AlertTable) Close(ctx context.Context) {
-	_ = t.Flush(ctx)
+// Close writes what is queued (until ctx ends) and stops; what is left
+// is counted as dropped and returned.
+func (t *AlertTable) Close(ctx context.Context) int {
+	_ = t.Drain(ctx)
 	t.stop()
 	<-t.done
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	left := len(t.pending) + t.flying
+	t.Dropped.Add(uint64(left))
+	return left
 }

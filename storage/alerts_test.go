@@ -42,7 +42,7 @@ func TestAlertTableQueuesThroughAnOutage(t *testing.T) {
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	if err := tbl.Flush(ctx); err == nil {
+	if err := tbl.Drain(ctx); err == nil {
 		t.Fatal("Flush returned while the table was down")
 	}
 	cancel()
@@ -51,7 +51,7 @@ func TestAlertTableQueuesThroughAnOutage(t *testing.T) {
 	mu.Unlock()
 	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := tbl.Flush(ctx); err != nil {
+	if err := tbl.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

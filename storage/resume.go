@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -34,6 +35,63 @@ type topicPartition struct {
 type partResume struct {
 	last   int64
 	stored []OffsetRange // sorted by Lo
+}
+
+// claim marks the batch's partitions as being written by this Write. When
+// another Write of the same process holds one of them — a rebalance moved
+// the partition between two consumers while the old owner's insert was in
+// flight — it waits for that Write to end, then forgets what it knew of
+// those partitions, so that the lookup that follows sees what the other
+// Write stored (even an insert that landed but reported an error). release
+// ends the claim.
+func (w *Writer) claim(ctx context.Context, batch []event.Classified) (release func(), err error) {
+	var parts []topicPartition
+	for i := range batch {
+		tp := topicPartition{batch[i].Topic, batch[i].Partition}
+		if len(parts) == 0 || parts[len(parts)-1] != tp && !slices.Contains(parts, tp) {
+			parts = append(parts, tp)
+		}
+	}
+	for {
+		w.mu.Lock()
+		var busy chan struct{}
+		for _, tp := range parts {
+			if ch := w.inflight[tp]; ch != nil {
+				busy = ch
+				break
+			}
+		}
+		if busy == nil {
+			if w.inflight == nil {
+				w.inflight = map[topicPartition]chan struct{}{}
+			}
+			done := make(chan struct{})
+			for _, tp := range parts {
+				w.inflight[tp] = done
+			}
+			w.mu.Unlock()
+			return func() {
+				w.mu.Lock()
+				for _, tp := range parts {
+					delete(w.inflight, tp)
+				}
+				w.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-busy:
+		}
+		w.mu.Lock()
+		for _, tp := range parts {
+			delete(w.resume, tp)
+		}
+		w.mu.Unlock()
+		w.stats.Contended.Add(1)
+	}
 }
 
 // Reassigned tells the writer its partitions may have changed hands (the
@@ -96,13 +154,15 @@ func (w *Writer) skipStored(ctx context.Context, batch []event.Classified) ([]ev
 			w.resume[topicPartition{topic, p}] = &partResume{last: parts[p] - 1}
 		}
 		for _, g := range got {
-			if r := w.resume[topicPartition{g.Topic, g.Partition}]; r != nil {
+			// One query serves the topic's partitions from the lowest
+			// offset of any: keep each partition's ranges from its own.
+			if r := w.resume[topicPartition{g.Topic, g.Partition}]; r != nil && g.Hi > r.last {
 				r.stored = append(r.stored, g)
 			}
 		}
 		for _, p := range ids {
 			r := w.resume[topicPartition{topic, p}]
-			slices.SortFunc(r.stored, func(a, b OffsetRange) int { return int(a.Lo - b.Lo) })
+			r.stored = mergeRanges(r.stored)
 			w.stats.Lookups.Add(1)
 		}
 	}
@@ -126,17 +186,32 @@ func (w *Writer) skipStored(ctx context.Context, batch []event.Classified) ([]ev
 	return out, nil
 }
 
-// covers reports whether offset is in a stored range.
+// covers reports whether offset is in a stored range (stored is sorted
+// and disjoint: see mergeRanges).
 func (r *partResume) covers(offset int64) bool {
-	for _, s := range r.stored {
-		if offset < s.Lo {
-			return false
+	i, _ := slices.BinarySearchFunc(r.stored, offset, func(s OffsetRange, o int64) int {
+		if s.Lo <= o {
+			return -1
 		}
-		if offset <= s.Hi {
-			return true
+		return 1
+	})
+	return i > 0 && offset <= r.stored[i-1].Hi
+}
+
+// mergeRanges sorts ranges by Lo and merges the overlapping ones (inserts
+// follow one another, but ranges backfilled at upgrade, or a re-delivery
+// stored twice by an older version, overlap).
+func mergeRanges(rs []OffsetRange) []OffsetRange {
+	slices.SortFunc(rs, func(a, b OffsetRange) int { return cmp.Compare(a.Lo, b.Lo) })
+	out := rs[:0]
+	for _, r := range rs {
+		if n := len(out); n > 0 && r.Lo <= out[n-1].Hi {
+			out[n-1].Hi = max(out[n-1].Hi, r.Hi)
+			continue
 		}
+		out = append(out, r)
 	}
-	return false
+	return out
 }
 
 // handled records that batch is stored (or was already): the partitions'

@@ -40,6 +40,9 @@ type WriterStats struct {
 	// Skipped counts re-delivered events found already stored; Lookups
 	// the partitions whose stored ranges were read.
 	Skipped, Lookups atomic.Uint64
+	// Contended counts Writes that waited for another consumer's insert
+	// of the same partition (a rebalance inside the process).
+	Contended atomic.Uint64
 }
 
 // Writer is the pipeline's Store for ClickHouse: it turns a batch into
@@ -54,7 +57,9 @@ type Writer struct {
 	ranges RangeReader // nil: no exactly-once resume
 	mu     sync.Mutex
 	resume map[topicPartition]*partResume
-	cfg    WriterConfig
+	// inflight: partitions a Write is inserting now (see claim).
+	inflight map[topicPartition]chan struct{}
+	cfg      WriterConfig
 	// cols are column buffers reused from batch to batch; consumers of
 	// one process share the writer and insert concurrently.
 	cols  sync.Pool
@@ -106,6 +111,13 @@ func (w *Writer) Write(ctx context.Context, batch []event.Classified) error {
 		return nil
 	}
 	all := batch
+	if w.ranges != nil {
+		release, err := w.claim(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("inserting %d events: %w", len(batch), err)
+		}
+		defer release()
+	}
 	batch, err := w.skipStored(ctx, batch)
 	if err != nil {
 		var perm *PermanentError

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,13 +176,26 @@ func BenchmarkColumnsAppend(b *testing.B) {
 // rangedInserter is the fake wire with ingest_offsets: it records what
 // each insert stored per partition, and answers StoredRanges from it.
 type rangedInserter struct {
+	mu sync.Mutex
 	fakeInserter
 	stored  []OffsetRange
 	lookups int
 	failGet error
+	// entered and gate, when set, hold the next insert after it started.
+	entered, gate chan struct{}
 }
 
 func (r *rangedInserter) Insert(ctx context.Context, c *Columns, token string) error {
+	r.mu.Lock()
+	entered, gate := r.entered, r.gate
+	r.entered, r.gate = nil, nil
+	r.mu.Unlock()
+	if gate != nil {
+		close(entered)
+		<-gate
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if err := r.fakeInserter.Insert(ctx, c, token); err != nil {
 		return err
 	}
@@ -200,6 +214,8 @@ func (r *rangedInserter) Insert(ctx context.Context, c *Columns, token string) e
 }
 
 func (r *rangedInserter) StoredRanges(_ context.Context, topic string, parts []int, from int64) ([]OffsetRange, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.lookups++
 	if r.failGet != nil {
 		return nil, r.failGet
@@ -256,5 +272,48 @@ func TestWriterSkipsWhatIsStored(t *testing.T) {
 	}
 	if len(f.batches) != before {
 		t.Fatalf("a fully stored redelivery was inserted")
+	}
+}
+
+// TestWriterPartitionMovesMidInsert: two consumers of one process share the
+// writer; a rebalance hands a partition to the second while the first's
+// insert of it is still in flight. The second waits for that insert, then
+// sees it stored: nothing is stored twice.
+func TestWriterPartitionMovesMidInsert(t *testing.T) {
+	entered, gate := make(chan struct{}), make(chan struct{})
+	f := &rangedInserter{entered: entered, gate: gate}
+	w := NewWriter(f, WriterConfig{})
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { first <- w.Write(ctx, accepted(50, 100)) }()
+	<-entered // the first consumer's insert is in flight
+	w.Reassigned()
+	second := make(chan error, 1)
+	go func() { second <- w.Write(ctx, accepted(70, 100)) }()
+	select {
+	case err := <-second:
+		t.Fatalf("the second consumer inserted while the first's insert of the same partitions was in flight (%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, b := range f.batches {
+		for _, id := range b.ids {
+			seen[id]++
+		}
+	}
+	for id, n := range seen {
+		if n > 1 {
+			t.Errorf("%s stored %d times", id, n)
+		}
+	}
+	if len(seen) != 70 || w.Stats().Contended.Load() != 1 {
+		t.Fatalf("%d distinct events stored, contended %d; want 70 and 1", len(seen), w.Stats().Contended.Load())
 	}
 }

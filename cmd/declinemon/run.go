@@ -148,7 +148,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	notifiers.Close(sctx)
 	if alertTable != nil {
-		alertTable.Close(sctx)
+		actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if left := alertTable.Close(actx); left > 0 {
+			log.Error("alert records not written to the alerts table before stopping (Alertmanager and webhooks had them)", zap.Int("records", left))
+		}
 	}
 	if srv != nil {
 		srv.Shutdown(sctx)
