@@ -1,5 +1,6 @@
 # declinemon — the two commands a new machine needs:
 #   make demo   the live pipeline with everything in-process (Kafka broker, loadgen, detection, /alerts)
+#               and a real ClickHouse server storing every event (the engine library is fetched once)
 #   make test   everything CI checks (starts its own Kafka broker from Maven jars)
 GO      ?= go
 OUT     ?= $(CURDIR)/.demo
@@ -109,7 +110,7 @@ build:
 	$(GO) build -o bin/ ./cmd/...
 
 # The demo's in-process broker is linked only with the demo tag.
-demo:
+demo: chdb-lib
 	$(GO) build -tags demo -o bin/ ./cmd/...
 	./bin/declinemon demo
 

@@ -187,3 +187,15 @@ func Latest() int {
 	}
 	return migs[len(migs)-1].Version
 }
+
+// CookbookQuery returns the analyst cookbook query name
+// (deploy/clickhouse/queries/<name>.sql) with the business time zone and
+// the database filled in.
+func CookbookQuery(name string, cfg SchemaConfig) (string, error) {
+	cfg = cfg.withDefaults()
+	data, err := fs.ReadFile(schema.Queries, "queries/"+name+".sql")
+	if err != nil {
+		return "", fmt.Errorf("cookbook query %s: %w", name, err)
+	}
+	return strings.NewReplacer("${db}", cfg.Database, "${tz}", cfg.BusinessTimezone, "declinemon.", cfg.Database+".").Replace(string(data)), nil
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/declinemon/declinemon/alerting/scenario"
 	"github.com/declinemon/declinemon/internal/demo"
 	"github.com/declinemon/declinemon/pipeline"
 )
@@ -37,8 +38,25 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var srvErr error
 	var shutdown func(context.Context) error
-	fmt.Fprintln(stdout, "declinemon demo: no ClickHouse in the demo, so events are not stored (alerts, /alerts and /metrics work)")
-	res, err := demo.Run(ctx, demo.Options{Speed: *speed, Config: cfg, Log: log, Out: stdout, Runner: func(r *pipeline.Runner) {
+	opts := demo.Options{Speed: *speed, Config: cfg, Log: log, Out: stdout}
+	st, err := demo.StartStorage(ctx, demo.DefaultLib(), log)
+	switch {
+	case err != nil:
+		log.Error("the demo's ClickHouse server did not start; events are not stored", zap.Error(err))
+	case st == nil:
+		fmt.Fprintf(stdout, "declinemon demo: no ClickHouse engine library at %s (make demo fetches it), so events are not stored (alerts, /alerts and /metrics work)\n", demo.DefaultLib())
+	default:
+		defer st.Close()
+		opts.Store, opts.Alerts = st.Writer, []pipeline.AlertSink{st.Alerts}
+		// Dated to end now, so that the cookbook's "today" and "last 24
+		// hours" find it.
+		s := scenario.Demo()
+		s.Start = time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(s.Duration))
+		opts.Scenario = &s
+		fmt.Fprintf(stdout, "declinemon demo: ClickHouse %s at %s (native) and http://%s; every event and alert is stored in database declinemon. While the demo runs, try:\n  %s\n",
+			"26.7", st.Server.TCPAddr, st.Server.HTTPAddr, st.Curl())
+	}
+	opts.Runner = func(r *pipeline.Runner) {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		srv, err := serveOps(cfg.HTTP, reg, r, r.Ready, notifiers, log)
@@ -47,7 +65,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "look at http://%s/alerts (firing alerts) and http://%s/metrics\n", cfg.HTTP.Addr(), cfg.HTTP.Addr())
 		}
 		srvErr = err
-	}})
+	}
+	res, err := demo.Run(ctx, opts)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	notifiers.Close(sctx)
@@ -69,5 +88,14 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	fmt.Fprintf(stdout, "declinemon demo: %d incidents injected, %d alerts fired\n", len(res.Truth.Incidents), firing)
+	if st != nil {
+		qctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st.Alerts.Drain(qctx)
+		if err := st.Cookbook(qctx, stdout, "top_failing_terminals_today", "cause_mix_by_region"); err != nil {
+			log.Error("cookbook queries", zap.Error(err))
+			return 1
+		}
+	}
 	return 0
 }

@@ -36,6 +36,10 @@ type Options struct {
 	Scenario *scenario.Scenario
 	// Runner is called with the runner before it starts (metrics, HTTP).
 	Runner func(*pipeline.Runner)
+	// Store keeps the events (the demo's ClickHouse server); nil: none.
+	Store pipeline.Store
+	// Alerts are further alert sinks (the alerts table).
+	Alerts []pipeline.AlertSink
 }
 
 // Result is what the demo raised against what it injected.
@@ -94,7 +98,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				a.DetectedAt.Format("15:04:05"), a.Summary, a.Remedy)
 		}
 	})
-	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Alerts: []pipeline.AlertSink{collect, console}, Log: o.Log, EndOfInput: true})
+	sinks := append([]pipeline.AlertSink{collect, console}, o.Alerts...)
+	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Store: o.Store, Alerts: sinks, Log: o.Log, EndOfInput: true})
 	if err != nil {
 		return nil, err
 	}

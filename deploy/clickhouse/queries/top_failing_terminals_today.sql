@@ -10,7 +10,7 @@ SELECT
     sum(attempts) AS n_attempts,
     sumIf(attempts, cause IN ('hardware', 'network', 'data_transmission')) AS n_failures,
     round(n_failures / n_attempts, 4) AS failure_rate,
-    argMax(cause, attempts) AS top_cause,
+    argMaxIf(cause, attempts, cause IN ('hardware', 'network', 'data_transmission')) AS top_cause,
     toDate(now(), '${tz}') AS business_day,
     '${tz}' AS tz
 FROM declinemon.terminal_minutes
