@@ -26,11 +26,14 @@ import (
 // Main is the loadgen command.
 func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: loadgen list | generate | produce | score  (-h for flags)")
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	var err error
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
 	case "list":
 		for _, s := range Suite() {
 			var kinds []string
@@ -45,18 +48,61 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "score":
 		err = scoreCmd(args[1:], stdout, stderr)
 	case "produce":
-		err = produceCmd(args[1:], stderr)
+		err = produceCmd(args[1:], stdout, stderr)
 	default:
-		err = fmt.Errorf("unknown command %q: want list, generate, produce or score", args[0])
+		fmt.Fprintf(stderr, "loadgen: unknown command %q\n%s", args[0], usage)
+		return 2
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
+	}
+	var usageErr *flagError
+	if errors.As(err, &usageErr) {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		return 2
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "loadgen:", err)
 		return 1
 	}
 	return 0
+}
+
+const usage = `usage: loadgen COMMAND [flags]   (loadgen COMMAND -h for its flags)
+
+  list       the scenario suite: name, fleet size, duration, incidents
+  generate   write a scenario's events as event-v1 JSONL, and its ground truth
+  produce    produce a scenario's events to a Kafka topic, paced by --speed
+  score      replay every suite scenario through detection and score it against its truth
+
+Exit codes: 0 ok, 1 failure, 2 usage error.
+`
+
+// flagError is a command line that does not parse (exit 2).
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
+// parseFlags parses args; -h prints the flags to stdout (exit 0), a bad
+// flag is a usage error.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	fs.SetOutput(stderr)
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &flagError{err}
+	}
+	if fs.NArg() > 0 {
+		return &flagError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
+	}
+	return nil
 }
 
 // Find returns the suite scenario called name.
@@ -113,14 +159,13 @@ func (g *genFlags) scenario() (Scenario, error) {
 
 func generateCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var g genFlags
 	g.register(fs)
 	fs.StringVar(&g.out, "out", "-", "event-v1 JSONL output (.gz compresses), - for stdout")
 	fs.StringVar(&g.truth, "truth", "", "write the ground truth (JSON) here")
 	fs.StringVar(&g.configOut, "config-out", "", "write a replay config declaring the scenario's maintenance windows")
 	fs.Float64Var(&g.badRatio, "bad-ratio", 0, "share of extra invalid lines (garbage, truncated, wrong types, card data)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	s, err := g.scenario()
@@ -200,11 +245,10 @@ func badLine(rng *rand.Rand, good []byte) string {
 
 func scoreCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("score", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	name := fs.String("scenario", "", "score one suite scenario (default: all)")
 	seedOffset := fs.Uint64("seed-offset", 0, "add to every scenario's seed (other fleets, same incident types)")
 	cfgPath := fs.String("config", "", "YAML file with a detection: section to score instead of the defaults")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	var cfg alerting.Config
@@ -252,9 +296,8 @@ func scoreCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func produceCmd(args []string, stderr io.Writer) error {
+func produceCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("produce", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var g genFlags
 	g.register(fs)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "comma-separated host:port list")
@@ -262,7 +305,7 @@ func produceCmd(args []string, stderr io.Writer) error {
 	fs.Float64Var(&g.badRatio, "bad-ratio", 0, "share of extra invalid lines (garbage, truncated, wrong types, card data)")
 	batch := fs.Int("batch", 5000, "messages per produce request batch")
 	speed := fs.Float64("speed", 0, "pace event time this many times faster than the clock (0: as fast as possible)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	s, err := g.scenario()
