@@ -94,6 +94,16 @@ func (w *Writer) claim(ctx context.Context, batch []event.Classified) (release f
 	}
 }
 
+// forget drops what the writer knows of the batch's partitions: the next
+// Write of any of them reads its stored ranges again.
+func (w *Writer) forget(batch []event.Classified) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range batch {
+		delete(w.resume, topicPartition{batch[i].Topic, batch[i].Partition})
+	}
+}
+
 // Reassigned tells the writer its partitions may have changed hands (the
 // consumer joined its group again): another member may have stored
 // beyond this one's view, so each partition's ranges are read again when

@@ -106,7 +106,7 @@ func (w *Writer) Ping(ctx context.Context) error {
 func (w *Writer) Stats() *WriterStats { return &w.stats }
 
 // Write implements pipeline.Store.
-func (w *Writer) Write(ctx context.Context, batch []event.Classified) error {
+func (w *Writer) Write(ctx context.Context, batch []event.Classified) (err error) {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -118,7 +118,14 @@ func (w *Writer) Write(ctx context.Context, batch []event.Classified) error {
 		}
 		defer release()
 	}
-	batch, err := w.skipStored(ctx, batch)
+	defer func() {
+		if err != nil {
+			// An insert may have landed though it reported an error: what
+			// this writer knows of the batch's partitions is stale.
+			w.forget(all)
+		}
+	}()
+	batch, err = w.skipStored(ctx, batch)
 	if err != nil {
 		var perm *PermanentError
 		if errors.As(err, &perm) {

@@ -183,6 +183,8 @@ type rangedInserter struct {
 	failGet error
 	// entered and gate, when set, hold the next insert after it started.
 	entered, gate chan struct{}
+	// landButFail: the next insert is stored, then reports an error.
+	landButFail error
 }
 
 func (r *rangedInserter) Insert(ctx context.Context, c *Columns, token string) error {
@@ -209,6 +211,10 @@ func (r *rangedInserter) Insert(ctx context.Context, c *Columns, token string) e
 	}
 	for _, v := range byPart {
 		r.stored = append(r.stored, *v)
+	}
+	if err := r.landButFail; err != nil {
+		r.landButFail = nil
+		return err
 	}
 	return nil
 }
@@ -315,5 +321,35 @@ func TestWriterPartitionMovesMidInsert(t *testing.T) {
 	}
 	if len(seen) != 70 || w.Stats().Contended.Load() != 1 {
 		t.Fatalf("%d distinct events stored, contended %d; want 70 and 1", len(seen), w.Stats().Contended.Load())
+	}
+}
+
+// TestWriterInsertThatLandedButFailed: ClickHouse stored the batch but the
+// answer was lost; the writer gives up on it. Whatever is written next
+// for those partitions, cut differently, must not store them again.
+func TestWriterInsertThatLandedButFailed(t *testing.T) {
+	f := &rangedInserter{landButFail: errors.New("read: i/o timeout")}
+	w := NewWriter(f, WriterConfig{Attempts: 1})
+	ctx := context.Background()
+	if err := w.Write(ctx, accepted(50, 100)); err == nil {
+		t.Fatal("the lost answer was not an error")
+	}
+	if err := w.Write(ctx, accepted(70, 100)); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, b := range f.batches {
+		for _, id := range b.ids {
+			seen[id]++
+		}
+	}
+	dup := 0
+	for _, n := range seen {
+		if n > 1 {
+			dup++
+		}
+	}
+	if dup != 0 || len(seen) != 70 {
+		t.Fatalf("%d events stored twice, %d distinct; want 0 and 70", dup, len(seen))
 	}
 }

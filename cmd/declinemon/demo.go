@@ -48,10 +48,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	default:
 		defer st.Close()
 		opts.Store, opts.Alerts = st.Writer, []pipeline.AlertSink{st.Alerts}
-		// Dated to end now, so that the cookbook's "today" and "last 24
-		// hours" find it.
-		s := scenario.Demo()
-		s.Start = time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(s.Duration))
+		s := demo.DatedForToday(scenario.Demo(), time.Now())
 		opts.Scenario = &s
 		fmt.Fprintf(stdout, "declinemon demo: ClickHouse %s at %s (native) and http://%s; every event and alert is stored in database declinemon. While the demo runs, try:\n  %s\n",
 			"26.7", st.Server.TCPAddr, st.Server.HTTPAddr, st.Curl())

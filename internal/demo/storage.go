@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/declinemon/declinemon/alerting/scenario"
 	"github.com/declinemon/declinemon/internal/chserver"
 	"github.com/declinemon/declinemon/storage"
 )
@@ -28,6 +29,22 @@ func DefaultLib() string {
 		return ""
 	}
 	return filepath.Join(home, ".cache", "declinemon", "chdb-26.7.3", "package", "libchdb.so")
+}
+
+// DatedForToday dates s to end now, so that the cookbook's "today" and
+// "last 24 hours" find it — but to start no earlier than midnight in the
+// business time zone, so that just after midnight "today" is not empty
+// (the scenario then runs into the next hours).
+func DatedForToday(s scenario.Scenario, now time.Time) scenario.Scenario {
+	start := now.UTC().Truncate(time.Minute).Add(-time.Duration(s.Duration))
+	if loc, err := time.LoadLocation(storage.DefaultBusinessTimezone); err == nil {
+		l := now.In(loc)
+		if midnight := time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, loc); start.Before(midnight) {
+			start = midnight.UTC()
+		}
+	}
+	s.Start = start
+	return s
 }
 
 // Storage is the demo's ClickHouse: a real server in a child process (the

@@ -39,8 +39,7 @@ func TestDemoStoresAndAnswers(t *testing.T) {
 		t.Fatalf("storage: %v", err)
 	}
 	defer st.Close()
-	s := scenario.Demo()
-	s.Start = time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(s.Duration))
+	s := DatedForToday(scenario.Demo(), time.Now())
 	var out bytes.Buffer
 	res, err := Run(ctx, Options{Out: &out, Scenario: &s, Store: st.Writer, Alerts: []pipeline.AlertSink{st.Alerts}})
 	if err != nil {
@@ -75,5 +74,24 @@ func TestDemoStoresAndAnswers(t *testing.T) {
 	}
 	if hw == "" || !strings.Contains(book.String(), hw) || !strings.Contains(book.String(), "cause mix by region") {
 		t.Errorf("cookbook output (failing terminal %q):\n%s", hw, book.String())
+	}
+}
+
+func TestDatedForToday(t *testing.T) {
+	s := scenario.Demo() // 3 hours
+	at := func(v string) time.Time {
+		x, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	// 20:10 in Shanghai: ends now.
+	if got := DatedForToday(s, at("2026-11-29T12:10:30Z")).Start; !got.Equal(at("2026-11-29T09:10:00Z")) {
+		t.Errorf("afternoon: starts %s", got)
+	}
+	// 00:40 in Shanghai: starts at its midnight, not the day before.
+	if got := DatedForToday(s, at("2026-11-29T16:40:00Z")).Start; !got.Equal(at("2026-11-29T16:00:00Z")) {
+		t.Errorf("after midnight: starts %s", got)
 	}
 }

@@ -1,15 +1,17 @@
 // Package gctune sets the Go garbage collector for a long-running
 // streaming process: collect less often (GOGC 400 instead of 100; README,
 // Performance), and keep the heap under a soft limit — 80% of the
-// container's cgroup v2 memory.max, or half the machine's memory outside
-// a container — so the extra headroom never turns into an out-of-memory
+// process's cgroup memory limit (v2 memory.max or v1
+// memory.limit_in_bytes), or half the machine's memory without one — so the extra headroom never turns into an out-of-memory
 // kill: near the limit the collector runs as often as it must. The GOGC
 // and GOMEMLIMIT environment variables, when set, win.
 package gctune
 
 import (
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,8 +25,9 @@ type Settings struct {
 	MemoryLimit int64
 }
 
-// Apply sets the collector; cgroupMax is the path of memory.max (empty:
-// /sys/fs/cgroup/memory.max), meminfo of /proc/meminfo (empty: that).
+// Apply sets the collector; cgroupMax is the file holding the memory
+// limit (empty: the process's cgroup, v2 or v1), meminfo the path of
+// /proc/meminfo (empty: that).
 func Apply(cgroupMax, meminfo string) Settings {
 	s := Settings{GCPercent: -1, MemoryLimit: -1}
 	if _, ok := os.LookupEnv("GOGC"); !ok {
@@ -44,21 +47,45 @@ func Apply(cgroupMax, meminfo string) Settings {
 	return s
 }
 
-// containerLimit reads cgroup v2's memory.max (0 when unlimited or
-// unknown).
+// containerLimit is the memory limit of the process's cgroup (0 when
+// unlimited or unknown): path when given, else cgroup v2's memory.max or
+// v1's memory.limit_in_bytes of the cgroup /proc/self/cgroup names, or of
+// the mount's root (inside a cgroup namespace).
 func containerLimit(path string) int64 {
+	candidates := []string{path}
 	if path == "" {
-		path = "/sys/fs/cgroup/memory.max"
+		candidates = cgroupLimitFiles()
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
+	for _, c := range candidates {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			continue
+		}
+		v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || v <= 0 || v >= 1<<60 {
+			continue // "max", or v1's "no limit" (a page-rounded MaxInt64)
+		}
+		return v
 	}
-	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || v <= 0 {
-		return 0 // "max": no limit
+	return 0
+}
+
+func cgroupLimitFiles() []string {
+	var out []string
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		switch {
+		case f[0] == "0" && f[1] == "":
+			out = append(out, filepath.Join("/sys/fs/cgroup", f[2], "memory.max"))
+		case slices.Contains(strings.Split(f[1], ","), "memory"):
+			out = append(out, filepath.Join("/sys/fs/cgroup/memory", f[2], "memory.limit_in_bytes"))
+		}
 	}
-	return v
+	return append(out, "/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 }
 
 // machineMemory reads MemTotal from /proc/meminfo (0 when unknown).
