@@ -162,6 +162,16 @@ func TestReplayScenarioMatchesDirectRun(t *testing.T) {
 	if !score.Passed() {
 		t.Errorf("replayed alerts do not match the truth: %+v", score)
 	}
+	// The summary gives each incident its remedy, and full dates.
+	var text bytes.Buffer
+	if err := sum.Write(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range fromFile {
+		if a.State == alerting.StateFiring && !strings.Contains(text.String(), "-> "+a.Remedy) {
+			t.Errorf("summary lacks the remedy of %s %s:\n%s", a.Kind, a.ScopeID, text.String())
+		}
+	}
 }
 
 func TestLoadConfig(t *testing.T) {

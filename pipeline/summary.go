@@ -205,7 +205,7 @@ func (s *Summary) Write(w io.Writer) error {
 		}
 		end := "still firing"
 		if t, ok := resolved[a.ID]; ok {
-			end = "resolved " + t.Format("15:04:05")
+			end = "resolved " + t.Format("2006-01-02 15:04:05Z")
 		}
 		paging := ""
 		if a.Labels["paging"] == "false" {
@@ -213,6 +213,9 @@ func (s *Summary) Write(w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  %s %s=%s detected %s, %s%s\n      %s\n",
 			a.Kind, a.ScopeType, a.ScopeID, a.DetectedAt.Format("2006-01-02 15:04:05Z"), end, paging, a.Summary)
+		if a.Remedy != "" {
+			fmt.Fprintf(w, "      -> %s\n", a.Remedy)
+		}
 	}
 	return nil
 }
