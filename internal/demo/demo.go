@@ -20,6 +20,7 @@ import (
 	"github.com/declinemon/declinemon/event"
 	"github.com/declinemon/declinemon/ingest"
 	"github.com/declinemon/declinemon/pipeline"
+	"github.com/declinemon/declinemon/storage"
 )
 
 // Options configure `declinemon demo`.
@@ -72,15 +73,25 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	fmt.Fprintf(o.Out, "declinemon demo: in-process Kafka at %s, topic %s; %d terminals, %s of traffic from %s\n",
-		brokers[0], topic, s.Fleet.Terminals, time.Duration(s.Duration), s.Start.Format("2006-01-02 15:04 -07:00"))
+	// One convention for people: the business time zone, shown.
+	zone := o.Config.ClickHouse.BusinessTimezone
+	if zone == "" {
+		zone = storage.DefaultBusinessTimezone
+	}
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		return nil, fmt.Errorf("business time zone: %w", err)
+	}
+	at := func(t time.Time, layout string) string { return t.In(loc).Format(layout) }
+	fmt.Fprintf(o.Out, "declinemon demo: in-process Kafka at %s, topic %s; %d terminals, %s of traffic from %s (times below in %s)\n",
+		brokers[0], topic, s.Fleet.Terminals, time.Duration(s.Duration), at(s.Start, "2006-01-02 15:04 -07:00"), zone)
 	if o.Speed > 0 {
 		fmt.Fprintf(o.Out, "event time runs %.0fx faster than the clock: the first incident starts after ~%s\n", o.Speed,
 			(time.Duration(s.Incidents[0].At) / time.Duration(o.Speed)).Round(time.Second))
 	}
 	fmt.Fprintln(o.Out, "incidents to expect:")
 	for _, inc := range truth.Incidents {
-		fmt.Fprintf(o.Out, "  %s UTC  %s %s=%s\n", inc.Start.UTC().Format("15:04"), inc.Kind, inc.ScopeType, inc.ScopeID)
+		fmt.Fprintf(o.Out, "  %s  %s %s=%s\n", at(inc.Start, "15:04 -07:00"), inc.Kind, inc.ScopeType, inc.ScopeID)
 	}
 
 	cfg := o.Config
@@ -91,11 +102,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	console := pipeline.AlertFunc(func(as []alerting.Alert) {
 		for _, a := range as {
 			if a.State == alerting.StateResolved && a.EndsAt != nil {
-				fmt.Fprintf(o.Out, "RESOLVED %s %s=%s at %s UTC (event time)\n", a.Kind, a.ScopeType, a.ScopeID, a.EndsAt.Format("15:04:05"))
+				fmt.Fprintf(o.Out, "RESOLVED %s %s=%s at %s (event time)\n", a.Kind, a.ScopeType, a.ScopeID, at(*a.EndsAt, "15:04:05 -07:00"))
 				continue
 			}
-			fmt.Fprintf(o.Out, "ALERT    %s %s=%s at %s UTC (event time)\n    %s\n    -> %s\n", a.Kind, a.ScopeType, a.ScopeID,
-				a.DetectedAt.Format("15:04:05"), a.Summary, a.Remedy)
+			fmt.Fprintf(o.Out, "ALERT    %s %s=%s at %s (event time)\n    %s\n    -> %s\n", a.Kind, a.ScopeType, a.ScopeID,
+				at(a.DetectedAt, "15:04:05 -07:00"), a.Summary, a.Remedy)
 		}
 	})
 	sinks := append([]pipeline.AlertSink{collect, console}, o.Alerts...)
