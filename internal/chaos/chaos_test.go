@@ -378,6 +378,28 @@ func (h *harness) watchResume(procs ...*proc) func() time.Time {
 	return h.watchGrowth("declinemon_messages_total", procs...)
 }
 
+// awaitKillPoint waits until p, whose lifetime started at committed offset
+// from, has processed share f of the stream's total messages (something,
+// at least: not killed while it joins) and ready holds, when given. A
+// process that stalls for 40 s or dies fails the case.
+func (h *harness) awaitKillPoint(p *proc, from int64, f, total float64, ready func(m float64) bool) {
+	lastMove, last := time.Now(), -1.0
+	for {
+		m := p.metric("declinemon_messages_total")
+		if m > 0 && float64(from)+m >= f*total && (ready == nil || ready(m)) {
+			return
+		}
+		if m != last {
+			last, lastMove = m, time.Now()
+		}
+		if time.Since(lastMove) > 40*time.Second || !p.alive() {
+			h.fail("stalled", "%s processed nothing for 40s (at %.0f messages) before kill point %.2f", p.name, m, f)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // watchGrowth notes when the processes' metric, summed, next grows; the
 // returned func waits for that moment (zero if not within three minutes).
 func (h *harness) watchGrowth(metric string, procs ...*proc) func() time.Time {
@@ -550,26 +572,9 @@ func caseKillRandom(t *testing.T, s *suite, seed uint64) {
 	for k, f := range points {
 		afterAlert := k == 1
 		p := a.alive()
-		lastMove, last := time.Now(), -1.0
-		for {
-			m := p.metric("declinemon_messages_total")
-			// It must have processed something (not killed while it joins).
-			reached := m > 0 && float64(from)+m >= f*total
-			if reached && afterAlert && float64(from)+m < 0.97*total && len(firingSince(a.alerts, p.alertsFrom)) == 0 {
-				reached = false
-			}
-			if reached {
-				break
-			}
-			if m != last {
-				last, lastMove = m, time.Now()
-			}
-			if time.Since(lastMove) > 40*time.Second || !p.alive() {
-				h.fail("stalled", "%s processed nothing for 40s (at %.0f messages) before kill point %.2f", p.name, m, f)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		h.awaitKillPoint(p, from, f, total, func(m float64) bool {
+			return !afterAlert || float64(from)+m >= 0.97*total || len(firingSince(a.alerts, p.alertsFrom)) > 0
+		})
 		if !p.alive() || len(h.row.Failures) > 0 {
 			break
 		}

@@ -628,21 +628,7 @@ func caseStorageKill(t *testing.T, s *suite, seed uint64) {
 	midInsert := 0
 	for k, f := range points {
 		p := a.alive()
-		lastMove, last := time.Now(), -1.0
-		for {
-			m := p.metric("declinemon_messages_total")
-			if m > 0 && float64(from)+m >= f*total {
-				break
-			}
-			if m != last {
-				last, lastMove = m, time.Now()
-			}
-			if time.Since(lastMove) > 40*time.Second || !p.alive() {
-				h.fail("stalled", "%s processed nothing for 40s (at %.0f messages) before kill point %.2f", p.name, m, f)
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		h.awaitKillPoint(p, from, f, total, nil)
 		if !p.alive() || len(h.row.Failures) > 0 {
 			break
 		}
