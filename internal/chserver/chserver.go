@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -284,3 +285,33 @@ func writeConfig(dir string, users []User) error {
 	}
 	return nil
 }
+
+// Query posts sql to the server's HTTP interface (POST: GET is read-only)
+// as user (empty: default) with the given output format, and returns the
+// response body; a server error is returned with its message.
+func (s *Server) Query(ctx context.Context, user User, format, sql string) ([]byte, error) {
+	u := "http://" + s.HTTPAddr + "/?default_format=" + format
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
+	if err != nil {
+		return nil, err
+	}
+	if user.Name != "" {
+		req.Header.Set("X-ClickHouse-User", user.Name)
+		req.Header.Set("X-ClickHouse-Key", user.Password)
+	}
+	resp, err := queryClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("clickhouse: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+var queryClient = &http.Client{Timeout: time.Minute}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,24 +97,8 @@ func (s *Storage) Curl() string {
 
 // Query runs q over HTTP and returns the server's PrettyCompact table.
 func (s *Storage) Query(ctx context.Context, q string) (string, error) {
-	u := "http://" + s.Server.HTTPAddr + "/?" + url.Values{"default_format": {"PrettyCompactMonoBlock"}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(q))
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-	}
-	return string(body), nil
+	body, err := s.Server.Query(ctx, chserver.User{}, "PrettyCompactMonoBlock", q)
+	return string(body), err
 }
 
 // Cookbook runs the named cookbook queries and writes their results.

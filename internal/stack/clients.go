@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/declinemon/declinemon/internal/chserver"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -36,24 +37,9 @@ func get(ctx context.Context, u string) (int, []byte, error) {
 // Query runs sql on ClickHouse over HTTP as compose's account and returns
 // the rows as TabSeparated fields (escaped as ClickHouse escapes them).
 func (s *Stack) Query(ctx context.Context, sql string) ([][]string, error) {
-	u := "http://" + s.ClickHouse.HTTPAddr + "/?default_format=TabSeparated"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
+	body, err := s.ClickHouse.Query(ctx, chserver.User{Name: User, Password: Password}, "TabSeparated", sql)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("X-ClickHouse-User", User)
-	req.Header.Set("X-ClickHouse-Key", Password)
-	resp, err := httpc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("clickhouse: %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	if len(body) == 0 {
 		return nil, nil

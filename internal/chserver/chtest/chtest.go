@@ -5,8 +5,6 @@ package chtest
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,18 +109,9 @@ func Query(tb testing.TB, s *chserver.Server, q string) [][]string {
 
 // TryQuery is Query returning the server's error instead of failing.
 func TryQuery(s *chserver.Server, q string) ([][]string, error) {
-	client := &http.Client{Timeout: time.Minute}
-	resp, err := client.Post("http://"+s.HTTPAddr+"/?default_format=TabSeparated", "text/plain", strings.NewReader(q))
+	body, err := s.Query(context.Background(), chserver.User{}, "TabSeparated", q)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	var out [][]string
 	for _, line := range strings.Split(strings.TrimRight(string(body), "\n"), "\n") {
