@@ -20,9 +20,9 @@ export CHDB_LIB_PATH
 export DECLINEMON_CLICKHOUSE_REQUIRED = 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: stack system-test bench-storage replay-demo test lint unit race chaos fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
+.PHONY: browser-test screenshots chromium stack system-test bench-storage replay-demo test lint unit race chaos fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
 
-test: lint kafka-jars chdb-lib tools check-deploy unit storage-chdb race chaos system-test fuzz
+test: lint kafka-jars chdb-lib tools check-deploy unit storage-chdb race chaos system-test browser-test fuzz
 
 chdb-lib:
 	@test -f $(CHDB_LIB_PATH) || { mkdir -p $(CHDB_DIR) && cd $(CHDB_DIR) && \
@@ -32,6 +32,21 @@ chdb-lib:
 # Schema, rollups, dedup and cookbook queries on a real ClickHouse engine.
 storage-chdb: chdb-lib
 	$(GO) test -count=1 -tags chdb ./storage/... ./deploy/...
+
+# The ops console in a real browser: `declinemon demo` (with its ClickHouse
+# server) watched by Debian's headless Chromium; screenshots in $(OUT)/screenshots.
+chromium:
+	@command -v chromium >/dev/null || \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+browser-test: chromium chdb-lib
+	DECLINEMON_BROWSER_REQUIRED=1 DECLINEMON_SCREENSHOTS=$(OUT)/screenshots \
+	  $(GO) test -count=1 -tags demo -run TestConsoleInBrowser ./cmd/declinemon/
+
+# The README's console screenshots.
+screenshots: chromium chdb-lib
+	DECLINEMON_BROWSER_REQUIRED=1 DECLINEMON_SCREENSHOTS=$(CURDIR)/docs/console \
+	  $(GO) test -count=1 -tags demo -run TestConsoleInBrowser ./cmd/declinemon/
 
 # promtool, amtool and a real Alertmanager for the tests, from Debian.
 tools:
@@ -112,7 +127,7 @@ build:
 # The demo's in-process broker is linked only with the demo tag.
 demo: chdb-lib
 	$(GO) build -tags demo -o bin/ ./cmd/...
-	./bin/declinemon demo
+	./bin/declinemon demo --stay
 
 replay-demo: build
 	mkdir -p $(OUT)

@@ -55,6 +55,8 @@ type Engine struct {
 	changed merchantSet // merchants with a decline since the last evaluation
 	stats   Stats
 
+	timeline [TimelineMinutes]minuteCount // the fleet per minute, for the console (not checkpointed)
+
 	nScopes int // scopes held: the sum of the maps' lengths
 	sweepAt int // nScopes above which Observe runs the cap sweep
 
@@ -165,6 +167,7 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 		}
 	}
 	e.tickCount.n++
+	e.countMinute(ts, cause)
 	if cause != event.CauseNone {
 		e.countFailure(ev, cause, ts, dims)
 	}

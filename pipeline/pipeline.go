@@ -106,6 +106,7 @@ type Pipeline struct {
 	ev         event.Event
 
 	active    activeAlerts
+	overview  overviews
 	ckpt      checkpointer
 	final     bool   // the flush running is the last one
 	joins     uint64 // the source's group joins the store was told of

@@ -252,6 +252,7 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		}
 		p.active.set(active)
 		p.counters.setEngine(p.engine.Stats())
+		p.takeOverview(p.final)
 	}
 	positions := p.commitPositions()
 	if p.ckpt.store != nil {

@@ -13,14 +13,16 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/declinemon/declinemon/alerting/scenario"
+	"github.com/declinemon/declinemon/internal/console"
 	"github.com/declinemon/declinemon/internal/demo"
 	"github.com/declinemon/declinemon/pipeline"
 )
 
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	f := newFlags("demo", "[--speed 60] [--config FILE]", stdout).
+	f := newFlags("demo", "[--speed 60] [--config FILE] [--stay]", stdout).
 		withConfig("optional YAML configuration (http, detection, alertmanager, webhooks)")
 	speed := f.Float64("speed", 60, "event time runs this many times faster than the clock (0: as fast as possible)")
+	stay := f.Bool("stay", false, "after the scenario, keep the console and ClickHouse up until interrupted (make demo)")
 	if code, ok := f.parse(args, stderr); !ok {
 		return code
 	}
@@ -38,7 +40,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var srvErr error
 	var shutdown func(context.Context) error
-	opts := demo.Options{Speed: *speed, Config: cfg, Log: log, Out: stdout}
+	board := &console.Board{}
+	opts := demo.Options{Speed: *speed, Config: cfg, Log: log, Out: stdout, Alerts: []pipeline.AlertSink{board}}
+	var history console.History
 	st, err := demo.StartStorage(ctx, demo.DefaultLib(), log)
 	switch {
 	case err != nil:
@@ -47,7 +51,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "declinemon demo: no ClickHouse engine library at %s (make demo fetches it), so events are not stored (alerts, /alerts and /metrics work)\n", demo.DefaultLib())
 	default:
 		defer st.Close()
-		opts.Store, opts.Alerts = st.Writer, []pipeline.AlertSink{st.Alerts}
+		opts.Store, history = st.Writer, st.Client
+		opts.Alerts = append(opts.Alerts, st.Alerts)
 		s := demo.DatedForToday(scenario.Demo(), time.Now())
 		opts.Scenario = &s
 		fmt.Fprintf(stdout, "declinemon demo: ClickHouse %s at %s (native) and http://%s; every event and alert is stored in database declinemon. While the demo runs, try:\n  %s\n",
@@ -56,20 +61,31 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts.Runner = func(r *pipeline.Runner) {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		srv, err := serveOps(cfg.HTTP, reg, r, r.Ready, notifiers, log)
+		con, err := newConsole(cfg, r, board, history, log)
+		if err != nil {
+			srvErr = err
+			return
+		}
+		srv, err := serveOps(cfg.HTTP, reg, r, r.Ready, notifiers, con, log)
 		if srv != nil {
 			shutdown = srv.Shutdown
-			fmt.Fprintf(stdout, "look at http://%s/alerts (firing alerts) and http://%s/metrics\n", cfg.HTTP.Addr(), cfg.HTTP.Addr())
+			fmt.Fprintf(stdout, "open the ops console at http://%s/ (also /alerts as JSON and /metrics)\n", cfg.HTTP.Addr())
 		}
 		srvErr = err
 	}
 	res, err := demo.Run(ctx, opts)
+	// The console is served until the very end (with --stay, until
+	// interrupted), so people can look at what the demo found.
+	defer func() {
+		if shutdown != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			shutdown(sctx)
+		}
+	}()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	notifiers.Close(sctx)
-	if shutdown != nil {
-		shutdown(sctx)
-	}
 	if srvErr != nil {
 		log.Error("http", zap.Error(srvErr))
 		return 1
@@ -93,6 +109,10 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			log.Error("cookbook queries", zap.Error(err))
 			return 1
 		}
+	}
+	if *stay && shutdown != nil && ctx.Err() == nil {
+		fmt.Fprintf(stdout, "declinemon demo: the scenario is over; the console stays up at http://%s/ until Ctrl-C\n", cfg.HTTP.Addr())
+		<-ctx.Done()
 	}
 	return 0
 }

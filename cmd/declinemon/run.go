@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/declinemon/declinemon/alerting/notify"
+	"github.com/declinemon/declinemon/internal/console"
 	"github.com/declinemon/declinemon/internal/gctune"
 	"github.com/declinemon/declinemon/internal/ops"
 	"github.com/declinemon/declinemon/pipeline"
@@ -43,7 +44,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1
 	}
-	sinks := append([]pipeline.AlertSink{notify.Log{Log: log}}, notifiers.Sinks...)
+	board := &console.Board{} // what the console lists
+	sinks := append([]pipeline.AlertSink{notify.Log{Log: log}, board}, notifiers.Sinks...)
 	if *alertsOut != "" {
 		out, err := os.OpenFile(*alertsOut, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -57,6 +59,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var store pipeline.Store
 	var alertTable *storage.AlertTable
+	var history console.History
 	if cfg.ClickHouse.Enabled() {
 		client, err := openStorage(ctx, cfg.ClickHouse, log)
 		if err != nil {
@@ -64,6 +67,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		defer client.Close()
+		history = client
 		w := storage.NewWriter(client, cfg.ClickHouse.Writer)
 		reg.MustRegister(w)
 		store = w
@@ -119,7 +123,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	}
-	srv, err := serveOps(cfg.HTTP, reg, r, ready, notifiers, log)
+	con, err := newConsole(cfg, r, board, history, log)
+	if err != nil {
+		log.Error("invalid configuration", zap.Error(err))
+		return 1
+	}
+	srv, err := serveOps(cfg.HTTP, reg, r, ready, notifiers, con, log)
 	if err != nil {
 		log.Error("http", zap.Error(err))
 		return 1
@@ -165,17 +174,35 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serveOps registers the runner's metrics and serves the operational
-// endpoints; nil server when disabled.
-func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, ready func(context.Context) error, notifiers *pipeline.Notifiers, log *zap.Logger) (*http.Server, error) {
+// endpoints and the console; nil server when disabled.
+func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, ready func(context.Context) error, notifiers *pipeline.Notifiers, con *console.Console, log *zap.Logger) (*http.Server, error) {
 	if _, err := pipeline.RegisterMetrics(reg, r.Pipeline, notifiers.Stats); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
-	srv, addr, err := ops.Serve(cfg, ops.NewHandler(cfg, ops.Endpoints{Gatherer: reg, Ready: ready, Active: r.ActiveAlerts}))
+	srv, addr, err := ops.Serve(cfg, ops.NewHandler(cfg, ops.Endpoints{Gatherer: reg, Ready: ready, Active: r.ActiveAlerts, Console: con}))
 	if err != nil || srv == nil {
 		return nil, err
 	}
-	log.Info("serving /metrics /healthz /readyz /alerts", zap.String("addr", addr.String()))
+	log.Info("serving the ops console at / and /metrics /healthz /readyz /alerts", zap.String("addr", addr.String()))
 	return srv, nil
+}
+
+// newConsole builds the ops console on the detection runner, this
+// process's alert records and, when storage is configured, ClickHouse.
+func newConsole(cfg pipeline.Config, r *pipeline.Runner, board *console.Board, history console.History, log *zap.Logger) (*console.Console, error) {
+	zone := cfg.ClickHouse.BusinessTimezone
+	if zone == "" {
+		zone = storage.DefaultBusinessTimezone
+	}
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		return nil, fmt.Errorf("business time zone: %w", err)
+	}
+	o := console.Options{Board: board, Active: r.ActiveAlerts, History: history, Location: loc, Log: log}
+	if !cfg.DisableDetection {
+		o.Live = r
+	}
+	return console.New(o)
 }
 
 // openStorage connects and migrates.

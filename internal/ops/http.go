@@ -1,5 +1,6 @@
 // Package ops serves declinemon's operational HTTP endpoints: /metrics,
-// /healthz, /readyz and /alerts, behind optional bearer or basic auth.
+// /healthz, /readyz, /alerts and the ops console, behind optional bearer
+// or basic auth.
 // It knows nothing of the pipeline; the command wires it with a
 // Prometheus gatherer, a readiness check and the firing alerts.
 package ops
@@ -65,10 +66,14 @@ type Endpoints struct {
 	Gatherer prometheus.Gatherer
 	Ready    func(ctx context.Context) error // nil error: ready
 	Active   func() []alerting.Alert
+	// Console, when set, adds its pages (/ and below) behind the same
+	// authentication.
+	Console interface{ Register(*http.ServeMux) }
 }
 
 // NewHandler serves /metrics, /healthz (process alive), /readyz (Kafka and
-// storage reachable) and /alerts (firing alerts as alerts-v1 JSON).
+// storage reachable), /alerts (firing alerts as alerts-v1 JSON) and, when
+// given one, the ops console at /.
 func NewHandler(cfg HTTPConfig, ep Endpoints) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -104,6 +109,9 @@ func NewHandler(cfg HTTPConfig, ep Endpoints) http.Handler {
 		}
 		json.NewEncoder(w).Encode(active)
 	})
+	if ep.Console != nil {
+		ep.Console.Register(protected)
+	}
 	mux.Handle("/", authenticate(cfg, protected))
 	return mux
 }

@@ -1,0 +1,298 @@
+package alerting
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+)
+
+// The overview is what the ops console shows of the detector: the fleet's
+// failures by cause per minute, the scopes the detectors are testing, the
+// scopes failing most, and for each firing incident the terminals behind
+// it. It is read from the engine's state at one instant of event time and
+// copied out, so callers can hold it while the engine runs on.
+
+// TimelineMinutes is how many minutes of event time the fleet timeline keeps.
+const TimelineMinutes = 64
+
+// minuteCount is the fleet's attempts and failures (by cause, declines at
+// index CauseNone) in one minute of event time.
+type minuteCount struct {
+	minute int64 // unix minutes
+	n      uint64
+	f      [event.NumCauses]uint64
+}
+
+// countMinute adds one accepted attempt to the fleet timeline.
+func (e *Engine) countMinute(ts int64, cause event.Cause) {
+	m := ts / int64(time.Minute)
+	c := &e.timeline[m%TimelineMinutes]
+	if c.minute != m {
+		if c.minute > m {
+			return // older than the timeline holds
+		}
+		*c = minuteCount{minute: m}
+	}
+	c.n++
+	if cause != event.CauseNone {
+		c.f[declines]++
+		c.f[cause]++
+	}
+}
+
+// Minute is the fleet's attempts and failures in one minute of event time.
+type Minute struct {
+	Start    time.Time
+	Attempts int
+	// Failures by cause; index event.CauseNone holds all failures.
+	Failures [event.NumCauses]int
+}
+
+// ScopeKey names one scope.
+type ScopeKey struct {
+	Type event.ScopeType
+	ID   string
+}
+
+// ScopeView is one scope as the detectors see it now.
+type ScopeView struct {
+	ScopeKey
+	// Window is the detection window the counts cover, ending at the
+	// overview's watermark; Buckets are its slices, oldest first.
+	Window   time.Duration
+	Attempts int
+	// Failures by cause; index event.CauseNone holds all failures.
+	Failures [event.NumCauses]int
+	// Expected is the failure rate the scope is tested against (its own
+	// baseline and its peers').
+	Expected float64
+	Buckets  []Minute
+	// Suspect: a detector tested the scope at one of its last evaluations
+	// (enough failures to be a candidate). Firing lists its open incidents.
+	Suspect bool
+	Firing  []Kind
+	Last    time.Time // newest event time seen
+	// Dims are a terminal's merchant, region, carrier... as of its latest
+	// event (terminals only).
+	Dims []ScopeKey
+}
+
+// Rate is the failure rate in the window.
+func (v *ScopeView) Rate() float64 {
+	if v.Attempts == 0 {
+		return 0
+	}
+	return float64(v.Failures[declines]) / float64(v.Attempts)
+}
+
+// Affected is the terminals behind one firing incident: failures of the
+// incident's cause in its scope's window, most failing first.
+type Affected struct {
+	AlertID   string
+	Terminals []TerminalFailures
+	// More counts the terminals beyond the list.
+	More int
+}
+
+// TerminalFailures is one terminal's failures of an incident's cause.
+type TerminalFailures struct {
+	Terminal string
+	Failures int
+	Codes    []string // distinct response codes and terminal errors, first seen first
+}
+
+// Overview is the detector's state for the console.
+type Overview struct {
+	Watermark time.Time // detection has evaluated up to here
+	Newest    time.Time // the newest event time seen
+	Minutes   []Minute  // the fleet, oldest first, ending at the newest event
+	// Suspects are the scopes under suspicion or firing, most failures first.
+	Suspects []ScopeView
+	// Top are the scopes with most failures in their windows, per type.
+	Top [event.NumScopeTypes][]ScopeView
+	// Wanted are the views of the scopes asked for that the engine holds.
+	Wanted   []ScopeView
+	Affected []Affected
+	Stats    Stats
+}
+
+// suspectTicks is how many evaluations a candidate stays "under suspicion".
+const overviewSuspectTicks = 5
+
+// Overview returns the console's view: at most limit scopes per list, and
+// the scopes in want that the engine holds. It walks every scope held, so
+// call it every few seconds, not per event.
+func (e *Engine) Overview(limit int, want []ScopeKey) Overview {
+	o := Overview{Stats: e.Stats()}
+	if !e.started {
+		return o
+	}
+	T := e.nextTick - e.tick
+	o.Watermark, o.Newest = time.Unix(0, T).UTC(), time.Unix(0, e.maxTs).UTC()
+	newest := e.maxTs / int64(time.Minute)
+	for m := newest - TimelineMinutes + 1; m <= newest; m++ {
+		c := &e.timeline[((m%TimelineMinutes)+TimelineMinutes)%TimelineMinutes]
+		mv := Minute{Start: time.Unix(m*60, 0).UTC()}
+		if c.minute == m {
+			mv.Attempts = int(c.n)
+			for i, f := range c.f {
+				mv.Failures[i] = int(f)
+			}
+		}
+		o.Minutes = append(o.Minutes, mv)
+	}
+
+	var spans [event.NumScopeTypes]span
+	for t := range spans {
+		spans[t] = e.spanAt(event.ScopeType(t), e.nb[t], T)
+	}
+	var top [event.NumScopeTypes][]*scope
+	var suspects []*scope
+	failures := func(s *scope) int {
+		_, f := s.window(spans[s.typ])
+		return f[declines]
+	}
+	visit := func(s *scope) {
+		if s.evicted {
+			return
+		}
+		if s.firingAny() || (s.suspect != 0 && s.suspect+overviewSuspectTicks > e.tickNo) {
+			suspects = append(suspects, s)
+		}
+		top[s.typ] = append(top[s.typ], s)
+	}
+	for t := range e.scopes {
+		if event.ScopeType(t) == event.ScopeModel {
+			continue
+		}
+		for _, s := range e.scopes[t] {
+			visit(s)
+		}
+	}
+	for _, s := range e.models {
+		visit(s)
+	}
+	// Sorting by failures needs each scope's window once.
+	fcache := map[*scope]int{}
+	byFailures := func(list []*scope) []*scope {
+		for _, s := range list {
+			if _, ok := fcache[s]; !ok {
+				fcache[s] = failures(s)
+			}
+		}
+		list = slices.DeleteFunc(list, func(s *scope) bool { return fcache[s] == 0 && !s.firingAny() })
+		slices.SortFunc(list, func(a, b *scope) int {
+			return cmp.Or(cmp.Compare(fcache[b], fcache[a]), cmp.Compare(a.id, b.id))
+		})
+		return list[:min(len(list), limit)]
+	}
+	for _, s := range byFailures(suspects) {
+		o.Suspects = append(o.Suspects, e.view(s, spans[s.typ]))
+	}
+	for t := range top {
+		for _, s := range byFailures(top[t]) {
+			o.Top[t] = append(o.Top[t], e.view(s, spans[t]))
+		}
+	}
+	for _, k := range want {
+		var s *scope
+		if k.Type == event.ScopeModel {
+			for _, m := range e.models {
+				if m.id == k.ID {
+					s = m
+					break
+				}
+			}
+		} else if k.Type < event.NumScopeTypes {
+			s = e.scopes[k.Type][k.ID]
+		}
+		if s != nil && !s.evicted {
+			o.Wanted = append(o.Wanted, e.view(s, spans[s.typ]))
+		}
+	}
+	for _, r := range e.rules {
+		for _, inc := range r.active {
+			o.Affected = append(o.Affected, e.affected(inc, spans[inc.scope.typ], limit))
+		}
+	}
+	return o
+}
+
+func (e *Engine) view(s *scope, sp span) ScopeView {
+	v := ScopeView{ScopeKey: ScopeKey{s.typ, s.id}, Window: time.Duration(sp.to - sp.from),
+		Expected: e.expected(s, declines), Suspect: s.suspect != 0 && s.suspect+overviewSuspectTicks > e.tickNo,
+		Last: time.Unix(0, s.last).UTC()}
+	n, f := s.window(sp)
+	v.Attempts, v.Failures = n, f
+	width := e.width[s.typ]
+	for slot := sp.fromSlot; slot < sp.toSlot; slot++ {
+		m := Minute{Start: time.Unix(0, slotEpoch+int64(slot)*width).UTC()}
+		if b := &s.ring[int(slot)%len(s.ring)]; b.slot == slot {
+			m.Attempts = int(b.n)
+			for c := range m.Failures {
+				m.Failures[c] = int(b.f[c])
+			}
+		}
+		v.Buckets = append(v.Buckets, m)
+	}
+	if s.incidents != nil {
+		for _, inc := range s.incidents {
+			if inc != nil {
+				v.Firing = append(v.Firing, inc.alert.Kind)
+			}
+		}
+	}
+	if s.typ == event.ScopeTerminal && s.dims != nil {
+		for t, d := range s.dims {
+			if d != nil && event.ScopeType(t) != event.ScopeTerminal && !d.evicted {
+				v.Dims = append(v.Dims, ScopeKey{event.ScopeType(t), d.id})
+			}
+		}
+	}
+	return v
+}
+
+// affected lists the terminals with failures of the incident's cause in its
+// scope's window (all failures for a decline spike, from the buckets of
+// the scope's terminals being unavailable: only attributed causes keep
+// records, so a decline spike lists none).
+func (e *Engine) affected(inc *incident, sp span, limit int) Affected {
+	out := Affected{AlertID: inc.alert.ID}
+	q := e.queues[inc.rule.cause]
+	if q == nil {
+		return out
+	}
+	idx := map[*scope]int{}
+	var list []TerminalFailures
+	for _, rec := range q.live() {
+		if rec.dims[inc.scope.typ] != inc.scope || !sp.has(rec.ts) {
+			continue
+		}
+		term := rec.dims[event.ScopeTerminal]
+		if term == nil {
+			continue
+		}
+		i, ok := idx[term]
+		if !ok {
+			i = len(list)
+			idx[term] = i
+			list = append(list, TerminalFailures{Terminal: term.id})
+		}
+		tf := &list[i]
+		tf.Failures++
+		if len(tf.Codes) < 4 && !slices.Contains(tf.Codes, rec.code) {
+			tf.Codes = append(tf.Codes, rec.code)
+		}
+	}
+	slices.SortFunc(list, func(a, b TerminalFailures) int {
+		return cmp.Or(cmp.Compare(b.Failures, a.Failures), cmp.Compare(a.Terminal, b.Terminal))
+	})
+	if len(list) > limit {
+		out.More = len(list) - limit
+		list = list[:limit]
+	}
+	out.Terminals = list
+	return out
+}
