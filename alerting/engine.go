@@ -56,6 +56,7 @@ type Engine struct {
 	stats   Stats
 
 	timeline [TimelineMinutes]minuteCount // the fleet per minute, for the console (not checkpointed)
+	failing  []*scope                     // scopes with a recent failure, for the console (see overview.go)
 
 	nScopes int // scopes held: the sum of the maps' lengths
 	sweepAt int // nScopes above which Observe runs the cap sweep
@@ -187,6 +188,14 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 func (e *Engine) countFailure(ev *event.Event, cause event.Cause, ts int64, dims *[event.NumScopeTypes]*scope) {
 	e.tickCount.f[declines]++
 	e.tickCount.f[cause]++
+	for _, s := range dims {
+		if s != nil {
+			if s.failSeen == 0 {
+				e.failing = append(e.failing, s)
+			}
+			s.failSeen = ts
+		}
+	}
 	if m := dims[event.ScopeMerchant]; m != nil {
 		e.changed.add(m)
 	}

@@ -75,6 +75,7 @@ func (e *Engine) evict(T int64) {
 		}
 	}
 	e.forgetEvicted(types)
+	e.pruneFailing(T)
 }
 
 // sweep evicts down to 90% of MaxScopes in the order described above.
@@ -128,6 +129,9 @@ func (e *Engine) sweep() {
 		}
 	}
 	e.forgetEvicted(types)
+	if e.started {
+		e.pruneFailing(e.nextTick - e.tick)
+	}
 	e.sweepAt = max(e.cfg.MaxScopes, e.nScopes+max(1, e.cfg.MaxScopes/10))
 }
 

@@ -148,52 +148,43 @@ func (e *Engine) Overview(limit int, want []ScopeKey) Overview {
 	for t := range spans {
 		spans[t] = e.spanAt(event.ScopeType(t), e.nb[t], T)
 	}
-	var top [event.NumScopeTypes][]*scope
-	var suspects []*scope
-	failures := func(s *scope) int {
-		_, f := s.window(spans[s.typ])
-		return f[declines]
+	// Only scopes that failed lately or are firing can rank: the failing
+	// list (kept by Observe) and the open incidents, not every scope held.
+	e.pruneFailing(T)
+	var top [event.NumScopeTypes]topK
+	suspects := topK{limit: limit}
+	for t := range top {
+		top[t].limit = limit
 	}
 	visit := func(s *scope) {
 		if s.evicted {
 			return
 		}
-		if s.firingAny() || (s.suspect != 0 && s.suspect+overviewSuspectTicks > e.tickNo) {
-			suspects = append(suspects, s)
+		f := s.failuresIn(spans[s.typ])
+		firing := s.firingAny()
+		if firing || (s.suspect != 0 && s.suspect+overviewSuspectTicks > e.tickNo) {
+			suspects.offer(s, f)
 		}
-		top[s.typ] = append(top[s.typ], s)
-	}
-	for t := range e.scopes {
-		if event.ScopeType(t) == event.ScopeModel {
-			continue
-		}
-		for _, s := range e.scopes[t] {
-			visit(s)
+		if f > 0 || firing {
+			top[s.typ].offer(s, f)
 		}
 	}
-	for _, s := range e.models {
+	for _, s := range e.failing {
 		visit(s)
 	}
-	// Sorting by failures needs each scope's window once.
-	fcache := map[*scope]int{}
-	byFailures := func(list []*scope) []*scope {
-		for _, s := range list {
-			if _, ok := fcache[s]; !ok {
-				fcache[s] = failures(s)
+	for _, r := range e.rules {
+		for _, inc := range r.active {
+			if inc.scope.failSeen == 0 { // else visited above
+				visit(inc.scope)
 			}
 		}
-		list = slices.DeleteFunc(list, func(s *scope) bool { return fcache[s] == 0 && !s.firingAny() })
-		slices.SortFunc(list, func(a, b *scope) int {
-			return cmp.Or(cmp.Compare(fcache[b], fcache[a]), cmp.Compare(a.id, b.id))
-		})
-		return list[:min(len(list), limit)]
 	}
-	for _, s := range byFailures(suspects) {
-		o.Suspects = append(o.Suspects, e.view(s, spans[s.typ]))
+	for _, r := range suspects.list {
+		o.Suspects = append(o.Suspects, e.view(r.s, spans[r.s.typ]))
 	}
 	for t := range top {
-		for _, s := range byFailures(top[t]) {
-			o.Top[t] = append(o.Top[t], e.view(s, spans[t]))
+		for _, r := range top[t].list {
+			o.Top[t] = append(o.Top[t], e.view(r.s, spans[t]))
 		}
 	}
 	for _, k := range want {
@@ -218,6 +209,69 @@ func (e *Engine) Overview(limit int, want []ScopeKey) Overview {
 		}
 	}
 	return o
+}
+
+// pruneFailing drops from the failing list the scopes evicted or with no
+// failure in the longest detection window before T.
+func (e *Engine) pruneFailing(T int64) {
+	horizon := int64(0)
+	for t := range e.width {
+		horizon = max(horizon, e.width[t]*int64(e.ringLen[t]))
+	}
+	keep := e.failing[:0]
+	for _, s := range e.failing {
+		if !s.evicted && s.failSeen >= T-horizon {
+			keep = append(keep, s)
+		} else {
+			s.failSeen = 0
+		}
+	}
+	clear(e.failing[len(keep):])
+	e.failing = keep
+}
+
+// topK keeps the limit scopes with most failures, most first (ties by id).
+type topK struct {
+	limit int
+	list  []ranked
+}
+
+type ranked struct {
+	s *scope
+	f int
+}
+
+func (k *topK) offer(s *scope, f int) {
+	if k.limit <= 0 {
+		return
+	}
+	before := func(a, b ranked) bool { return a.f > b.f || (a.f == b.f && a.s.id < b.s.id) }
+	r := ranked{s, f}
+	if len(k.list) == k.limit && !before(r, k.list[len(k.list)-1]) {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(k.list, r, func(x, y ranked) int {
+		if before(x, y) {
+			return -1
+		}
+		return 1
+	})
+	if len(k.list) < k.limit {
+		k.list = append(k.list, ranked{})
+	}
+	copy(k.list[i+1:], k.list[i:len(k.list)-1])
+	k.list[i] = r
+}
+
+// failuresIn counts the scope's failures in the buckets of sp.
+func (s *scope) failuresIn(sp span) int {
+	n := 0
+	for i := range s.ring {
+		if b := &s.ring[i]; sp.hasSlot(b.slot) {
+			n += int(b.f[declines])
+		}
+	}
+	return n
 }
 
 func (e *Engine) view(s *scope, sp span) ScopeView {

@@ -54,6 +54,10 @@ type scope struct {
 	// explains, until explainedUntil (event time). See markExplained.
 	explainedUntil  int64
 	explainedCauses uint16
+
+	// failSeen is the event time of the scope's latest failure while it is
+	// on the engine's failing list (0: not on it). See overview.go.
+	failSeen int64
 }
 
 func (s *scope) incident(r int) *incident {
