@@ -131,7 +131,7 @@ func (c *Console) render(w http.ResponseWriter, name string, data any) {
 type Frame struct {
 	Title, Page string
 	Zone        string // "Asia/Shanghai, UTC+08:00"
-	Wall        string // the wall clock
+	Clock       string // the wall clock
 	EventTime   string // the newest event time seen
 	Watermark   string // detection has evaluated up to
 	Behind      string // how far event time is behind the wall clock
@@ -142,11 +142,12 @@ type Frame struct {
 	StatusText  string
 	Firing      int
 	Paging      int
+	Wall        bool // the wall-screen view: incidents, figures, chart and suspects only, larger
 }
 
 func (c *Console) frameFor(page string, ov alerting.Overview, have bool, firing []Incident) Frame {
 	now := c.o.Now()
-	f := Frame{Title: c.o.Title, Page: page, Zone: zoneName(c.o.Location, now), Wall: c.clock(now, now),
+	f := Frame{Title: c.o.Title, Page: page, Zone: zoneName(c.o.Location, now), Clock: c.clock(now, now),
 		Live: have, Detection: c.o.Live != nil, Storage: c.o.History != nil, Firing: len(firing)}
 	for _, inc := range firing {
 		if inc.Labels["paging"] != "false" {
@@ -267,6 +268,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	firing, resolved := c.incidents()
 	now := c.o.Now()
 	p := overviewPage{Frame: c.frameFor("overview", ov, have, firing)}
+	p.Wall = r.URL.Query().Has("wall")
 	affected := map[string]alerting.Affected{}
 	for _, a := range ov.Affected {
 		affected[a.AlertID] = a

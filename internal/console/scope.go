@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/storage"
 )
 
 // scopeRow is one scope in a list.
@@ -136,6 +138,10 @@ func (c *Console) history(ctx context.Context, p *scopePage, typ, id string, ref
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	hours, err := c.o.History.ScopeHours(ctx, typ, id, from, to)
+	if errors.Is(err, storage.ErrNoRollup) {
+		p.HistoryNote = "the ClickHouse rollups do not keep " + typ + " scopes: query the events table"
+		return
+	}
 	if err != nil {
 		p.HistoryErr = storageErr(err)
 		return

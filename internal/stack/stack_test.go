@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -204,6 +206,43 @@ func TestSystem(t *testing.T) {
 	t0 = time.Now()
 	t.Run("e-ready-and-lag-zero", func(t *testing.T) { checkReady(ctx, t, st, caughtUp) })
 	step("(e) readyz and lag", t0)
+
+	t0 = time.Now()
+	t.Run("f-ops-console", func(t *testing.T) { checkConsole(ctx, t, st, truth) })
+	step("(f) ops console", t0)
+}
+
+// checkConsole: declinemon's own console lists every injected incident's
+// scope, and a drill-down shows the scope's last 24 hours from the real
+// ClickHouse server (through clickhouse-go, as the dashboards would).
+func checkConsole(ctx context.Context, t *testing.T, st *Stack, truth scenario.Truth) {
+	base := "http://" + st.DeclinemonAddr
+	code, body, err := get(ctx, base+"/")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("GET /: %d %v", code, err)
+	}
+	page := string(body)
+	for _, inc := range truth.Incidents {
+		if !strings.Contains(page, `href="/scope/`+inc.ScopeType+`/`+url.PathEscape(inc.ScopeID)+`"`) {
+			t.Errorf("injected %s on %s=%s: not on the console", inc.Type, inc.ScopeType, inc.ScopeID)
+		}
+	}
+	if !strings.Contains(page, "Top failing terminals today") || strings.Contains(page, `class="error"`) {
+		t.Errorf("the console's ClickHouse panel is missing or failed")
+	}
+	inc := truth.Incidents[0]
+	for _, i := range truth.Incidents {
+		if i.ScopeType == "region" || i.ScopeType == "issuer" {
+			inc = i
+		}
+	}
+	code, body, err = get(ctx, base+"/scope/"+inc.ScopeType+"/"+url.PathEscape(inc.ScopeID))
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("drill-down %s=%s: %d %v", inc.ScopeType, inc.ScopeID, code, err)
+	}
+	if p := string(body); !strings.Contains(p, "Last 24 hours, by hour") || strings.Contains(p, `class="error"`) || !strings.Contains(p, "<rect") {
+		t.Errorf("drill-down %s=%s: no ClickHouse history:\n%s", inc.ScopeType, inc.ScopeID, p)
+	}
 }
 
 func waitFor(limit time.Duration, ok func() bool) bool {
