@@ -69,6 +69,11 @@ type Config struct {
 	Maintenance []MaintenanceWindow `yaml:"maintenance" json:"maintenance"`
 	// Labels are added to every alert (e.g. environment, team).
 	Labels map[string]string `yaml:"labels" json:"labels"`
+	// Location is the time zone alert texts give times in, with its UTC
+	// offset shown ("since 09:41 +08:00"): the business time zone, which
+	// the caller sets (pipeline: the top-level business_timezone). Nil
+	// means UTC. Alert record fields stay RFC 3339 in UTC.
+	Location *time.Location `yaml:"-" json:"-"`
 }
 
 // RuleConfig holds the evidence a kind needs before it fires.

@@ -61,7 +61,7 @@ func (e *Engine) fire(r *rule, al alarm, T int64) {
 	} else {
 		a.Labels[dimLabel(s.typ)] = s.id
 	}
-	a.Summary, a.Remedy = describe(&a, al.footprint)
+	a.Summary, a.Remedy = describe(&a, al.footprint, e.cfg.Location)
 	inc := &incident{alert: a, rule: r, scope: s, confirmed: e.tickNo}
 	s.setIncident(r.idx, inc)
 	r.active = append(r.active, inc)

@@ -59,8 +59,10 @@ type ScopeKey struct {
 // ScopeView is one scope as the detectors see it now.
 type ScopeView struct {
 	ScopeKey
-	// Window is the detection window the counts cover, ending at the
-	// overview's watermark; Buckets are its slices, oldest first.
+	// Window is the detection window the counts cover: its buckets up to
+	// the one holding the watermark's last instant (so it may include a
+	// few events newer than the watermark). Buckets are its slices,
+	// oldest first.
 	Window   time.Duration
 	Attempts int
 	// Failures by cause; index event.CauseNone holds all failures.
@@ -205,10 +207,37 @@ func (e *Engine) Overview(limit int, want []ScopeKey) Overview {
 	}
 	for _, r := range e.rules {
 		for _, inc := range r.active {
-			o.Affected = append(o.Affected, e.affected(inc, spans[inc.scope.typ], limit))
+			// The rule's own window for the scope type (a fraud surge
+			// looks at a shorter one than the merchant's default).
+			sp := spans[inc.scope.typ]
+			if nb := r.nb[inc.scope.typ]; nb > 0 {
+				sp = e.spanAt(inc.scope.typ, nb, T)
+			}
+			o.Affected = append(o.Affected, e.affected(inc, sp, limit))
 		}
 	}
 	return o
+}
+
+// relistFailing rebuilds the failing list from the buckets (after a
+// restore: the list is not part of a snapshot).
+func (e *Engine) relistFailing() {
+	visit := func(s *scope) {
+		for i := range s.ring {
+			if b := &s.ring[i]; b.n > 0 && b.f[declines] > 0 && s.failSeen == 0 {
+				s.failSeen = slotEpoch + int64(b.slot+1)*e.width[s.typ] - 1
+				e.failing = append(e.failing, s)
+			}
+		}
+	}
+	for t := range e.scopes {
+		for _, s := range e.scopes[t] {
+			visit(s)
+		}
+	}
+	for _, s := range e.models {
+		visit(s)
+	}
 }
 
 // pruneFailing drops from the failing list the scopes evicted or with no

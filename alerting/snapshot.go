@@ -759,6 +759,7 @@ func (e *Engine) Restore(data []byte) error {
 		return fmt.Errorf("restoring a detector snapshot: %w", d.err)
 	}
 	st.commit()
+	e.relistFailing()
 	return nil
 }
 

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/declinemon/declinemon/classify"
 	"github.com/declinemon/declinemon/event"
 )
 
@@ -63,8 +66,17 @@ var scopeLabel = [event.NumScopeTypes]string{
 	event.ScopeAcquirer: "Acquirer", event.ScopeIssuer: "Issuer", event.ScopeModel: "Model/firmware",
 }
 
-func describe(a *Alert, fp footprint) (summary, remedy string) {
+// timeLayout is how alert texts give a time: the clock time in the
+// business time zone with its UTC offset ("09:41 +08:00").
+const timeLayout = "15:04 -07:00"
+
+// describe writes an alert's summary and first action; times are given in
+// loc (nil: UTC).
+func describe(a *Alert, fp footprint, loc *time.Location) (summary, remedy string) {
 	st, _ := event.ParseScopeType(a.ScopeType)
+	if loc == nil {
+		loc = time.UTC
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: %.0f%% of attempts failing", scopeLabel[st], a.ScopeID, a.Rate*100)
 	if a.Affected > 1 && st != event.ScopeTerminal {
@@ -73,11 +85,53 @@ func describe(a *Alert, fp footprint) (summary, remedy string) {
 	if a.Kind == KindDeclineSpike {
 		fmt.Fprintf(&b, " (mostly %s)", a.Cause)
 	} else if len(fp.codes) > 0 {
-		fmt.Fprintf(&b, " with %s", strings.Join(fp.codes, "/"))
+		fmt.Fprintf(&b, " with %s", codesText(fp.codes))
 	}
-	fmt.Fprintf(&b, " since %s UTC (%d of %d, normal %.1f%%)", a.StartsAt.Format("15:04"), a.Failures, a.Attempts, a.BaselineRate*100)
+	fmt.Fprintf(&b, " since %s (%d of %d, normal %.1f%%)", a.StartsAt.In(loc).Format(timeLayout), a.Failures, a.Attempts, a.BaselineRate*100)
 	b.WriteString(spreadNote(a.Kind, st, fp))
 	return b.String(), remedyFor(a, st, fp)
+}
+
+// referenceRules give the codes in alert texts their meaning: the
+// embedded rules, built from the reference response-code and
+// terminal-error tables. Read-only once loaded.
+var referenceRules = sync.OnceValue(classify.Default)
+
+// codesText names the codes for what they are, most frequent first:
+// "response codes 91 (issuer or switch inoperative), 96 (system
+// malfunction at a processing node)", "terminal errors
+// COMM_TIMEOUT/HOST_UNREACHABLE" (terminal error ids say what they are),
+// or both joined by "and". A code is a response code when it has two
+// characters (event-v1 response_code), else a terminal error.
+func codesText(codes []string) string {
+	var response, terminal []string
+	for _, c := range codes {
+		if len(c) != 2 {
+			terminal = append(terminal, c)
+			continue
+		}
+		if m := referenceRules().Describe(c); m != "" {
+			c += " (" + m + ")"
+		}
+		response = append(response, c)
+	}
+	plural := func(n int, one, many string) string {
+		if n == 1 {
+			return one
+		}
+		return many
+	}
+	var parts []string
+	if len(response) > 0 {
+		parts = append(parts, plural(len(response), "response code ", "response codes ")+strings.Join(response, ", "))
+	}
+	if len(terminal) > 0 {
+		parts = append(parts, plural(len(terminal), "terminal error ", "terminal errors ")+strings.Join(terminal, "/"))
+	}
+	if len(parts) == 2 && len(codes[0]) != 2 {
+		parts[0], parts[1] = parts[1], parts[0]
+	}
+	return strings.Join(parts, " and ")
 }
 
 // spreadNote says what the failures share and what they do not, which is

@@ -36,6 +36,8 @@ type KafkaSource struct {
 	// since the last message fetched (a broker outage, a lost
 	// coordinator) mean consumption is stalled.
 	stall stallTracker
+	// idleTimeouts counts harmless fetch deadlines (IdleReadTimeouts).
+	idleTimeouts atomic.Uint64
 
 	rejoin      atomic.Bool
 	rejoinAsked time.Time // written before rejoin is set
@@ -113,16 +115,55 @@ func (s *KafkaSource) newReader(topics []string) *kafka.Reader {
 		SessionTimeout: cfg.SessionTimeout, HeartbeatInterval: cfg.HeartbeatInterval, RebalanceTimeout: cfg.RebalanceTimeout,
 		WatchPartitionChanges: true, PartitionWatchInterval: cfg.PartitionWatchInterval, JoinGroupBackoff: time.Second,
 		GroupBalancers: s.balancers,
-		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
-			text := fmt.Sprintf(msg, args...)
-			if idleReadTimeout(text) {
-				s.log.Debug("kafka reader: a fetch waited past its deadline on a quiet partition (harmless; it is retried)", zap.String("error", text))
-				return
-			}
-			s.stall.failed(text)
-			s.errLog.Warn("kafka reader", "reader", zap.String("error", text))
-		}),
+		ErrorLogger:    kafka.LoggerFunc(s.readerError),
 	})
+}
+
+// readerError takes what kafka-go's reader and consumer group report. A
+// fetch deadline on a quiet partition is harmless: counted and logged at
+// debug level. Everything else counts towards a stall and is a
+// (rate-limited) warning; the ones a healthy group also meets while it
+// changes carry a one-line meaning.
+func (s *KafkaSource) readerError(msg string, args ...any) {
+	text := fmt.Sprintf(msg, args...)
+	if idleReadTimeout(text) {
+		n := s.idleTimeouts.Add(1)
+		s.log.Debug("kafka reader: a fetch waited past its deadline on a quiet partition (harmless; it is retried)",
+			zap.String("error", text), zap.Uint64("total", n))
+		return
+	}
+	s.stall.failed(text)
+	fields := []zap.Field{zap.String("error", text)}
+	if m := transientMeaning(args); m != "" {
+		fields = append(fields, zap.String("meaning", m))
+	}
+	s.errLog.Warn("kafka reader", "reader", fields...)
+}
+
+// IdleReadTimeouts counts the harmless fetch deadlines on quiet partitions
+// (see idleReadTimeout) since the consumer started.
+func (s *KafkaSource) IdleReadTimeouts() uint64 { return s.idleTimeouts.Load() }
+
+// transientMeaning explains the broker errors a consumer group meets while
+// it changes — a member joins or leaves, a broker restarts — which
+// kafka-go retries by itself. They are still warnings: if they do not
+// stop, /readyz reports the consumer stalled.
+func transientMeaning(args []any) string {
+	for _, a := range args {
+		err, ok := a.(error)
+		if !ok {
+			continue
+		}
+		switch {
+		case errors.Is(err, kafka.RebalanceInProgress):
+			return "the consumer group is rebalancing (a member joined or left, or partitions were added); retried until it settles"
+		case errors.Is(err, kafka.GroupCoordinatorNotAvailable), errors.Is(err, kafka.NotCoordinatorForGroup), errors.Is(err, kafka.GroupLoadInProgress):
+			return "the brokers are (re)assigning the group's coordinator, at startup or after a broker restart; retried"
+		case errors.Is(err, kafka.NotLeaderForPartition), errors.Is(err, kafka.LeaderNotAvailable):
+			return "partition leadership is moving between brokers; the reader reconnects to the new leader"
+		}
+	}
+	return ""
 }
 
 // RequestRejoin asks the consumer to leave and join its group again (a

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"go.yaml.in/yaml/v3"
@@ -31,6 +33,12 @@ type Config struct {
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// RulesFile replaces the embedded classification rules.
 	RulesFile string `yaml:"rules_file"`
+	// BusinessTimezone is the fleet's IANA time zone: what people see
+	// (alert texts, the replay summary, the demo) and where the ClickHouse
+	// cookbook's and dashboards' "today" and hours are. Default
+	// Asia/Shanghai; storage stays UTC. clickhouse.business_timezone, when
+	// set, must agree with it.
+	BusinessTimezone string `yaml:"business_timezone"`
 	// Detection tunes the detectors; see alerting.Config.
 	Detection alerting.Config `yaml:"detection"`
 	// DisableDetection turns the detectors off: for ingest instances that
@@ -75,7 +83,30 @@ func LoadConfig(path string) (Config, error) {
 			}
 		}
 	}
-	return c, c.Validate()
+	if err := c.Validate(); err != nil {
+		return c, err
+	}
+	// One zone for people and for storage's calendar (Validate checked
+	// that the two keys agree).
+	c.ClickHouse.BusinessTimezone = c.businessZone()
+	c.Detection.Location = c.Location()
+	return c, nil
+}
+
+// businessZone is the configured business time zone's name, or the default.
+func (c Config) businessZone() string {
+	return cmp.Or(strings.TrimSpace(c.BusinessTimezone), c.ClickHouse.BusinessTimezone, storage.DefaultBusinessTimezone)
+}
+
+// Location is the business time zone (see BusinessTimezone) that times
+// shown to people are given in; UTC if the configured name does not load,
+// which Validate reports.
+func (c Config) Location() *time.Location {
+	loc, err := time.LoadLocation(c.businessZone())
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }
 
 // EnvOverride is one environment variable that overrides a config key.
@@ -95,6 +126,7 @@ var EnvOverrides = []EnvOverride{
 		return err
 	}},
 	{"DECLINEMON_RULES_FILE", "rules_file", func(c *Config, v string) error { c.RulesFile = v; return nil }},
+	{"DECLINEMON_BUSINESS_TIMEZONE", "business_timezone", func(c *Config, v string) error { c.BusinessTimezone = v; return nil }},
 	{"DECLINEMON_KAFKA_BROKERS", "kafka.brokers (comma-separated)", func(c *Config, v string) error { c.Kafka.Brokers = list(v); return nil }},
 	{"DECLINEMON_KAFKA_TOPICS", "kafka.topics (comma-separated)", func(c *Config, v string) error { c.Kafka.Topics = list(v); return nil }},
 	{"DECLINEMON_KAFKA_GROUP_ID", "kafka.group_id", func(c *Config, v string) error { c.Kafka.GroupID = v; return nil }},
@@ -129,6 +161,13 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageBytes < 0 || (c.MaxMessageBytes > 0 && c.MaxMessageBytes < 256) {
 		errs = append(errs, fmt.Errorf("max_message_bytes %d: want 0 (default) or at least 256", c.MaxMessageBytes))
+	}
+	if z := strings.TrimSpace(c.BusinessTimezone); z != "" {
+		if _, err := time.LoadLocation(z); err != nil || z == "Local" || strings.ContainsAny(z, "'\\") {
+			errs = append(errs, fmt.Errorf("business_timezone: %q is not an IANA time zone (e.g. Asia/Shanghai)", c.BusinessTimezone))
+		} else if ch := c.ClickHouse.BusinessTimezone; ch != "" && ch != z {
+			errs = append(errs, fmt.Errorf("business_timezone %q and clickhouse.business_timezone %q differ: set business_timezone only", z, ch))
+		}
 	}
 	if err := c.Detection.Validate(); err != nil {
 		errs = append(errs, err)

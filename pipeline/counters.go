@@ -41,7 +41,13 @@ type Counters struct {
 	AlertsAlreadyDelivered              atomic.Uint64 // raised again after a restore, delivered before it: not re-sent
 
 	mu           sync.Mutex
-	partitionLag map[string]int64 // "topic/partition" → messages behind, at the last commit
+	partitionLag map[string]LagAt // "topic/partition" → messages behind, at the last commit
+}
+
+// LagAt is a partition's lag at a commit and when that commit was.
+type LagAt struct {
+	Lag int64
+	At  time.Time
 }
 
 // PartitionLag returns, per "topic/partition", how many messages were
@@ -50,6 +56,19 @@ func (c *Counters) PartitionLag() map[string]int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := make(map[string]int64, len(c.partitionLag))
+	for k, v := range c.partitionLag {
+		out[k] = v.Lag
+	}
+	return out
+}
+
+// PartitionLagAt is PartitionLag with each commit's time: where several
+// consumers of one group report a partition (one of them before a
+// rebalance moved it), the latest is the owner's.
+func (c *Counters) PartitionLagAt() map[string]LagAt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]LagAt, len(c.partitionLag))
 	for k, v := range c.partitionLag {
 		out[k] = v
 	}
@@ -60,11 +79,12 @@ func (c *Counters) setLag(positions []ingest.Position) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.partitionLag == nil {
-		c.partitionLag = map[string]int64{}
+		c.partitionLag = map[string]LagAt{}
 	}
+	now := time.Now()
 	for _, p := range positions {
 		if p.HighWaterMark >= 0 {
-			c.partitionLag[p.Topic+"/"+strconv.Itoa(p.Partition)] = p.Lag()
+			c.partitionLag[p.Topic+"/"+strconv.Itoa(p.Partition)] = LagAt{p.Lag(), now}
 		}
 	}
 }

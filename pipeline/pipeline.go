@@ -144,6 +144,11 @@ func New(o Options) (*Pipeline, error) {
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 20 * time.Second
 	}
+	// Alert summaries print times in the business zone, however the
+	// configuration was built (LoadConfig sets it too).
+	if o.Config.Detection.Location == nil {
+		o.Config.Detection.Location = o.Config.Location()
+	}
 	p := &Pipeline{o: o, log: o.Log, dec: ingest.NewDecoder(o.Config.DecoderConfig()), rules: o.Rules,
 		summary: summaryCounts{unknownCodes: map[string]uint64{}}, partitions: map[partitionKey]*partitionState{},
 		rejectLog: ratelog.New(o.Log, 10*time.Second), flushLog: ratelog.New(o.Log, 10*time.Second)}

@@ -172,6 +172,18 @@ func TestReplayScenarioMatchesDirectRun(t *testing.T) {
 			t.Errorf("summary lacks the remedy of %s %s:\n%s", a.Kind, a.ScopeID, text.String())
 		}
 	}
+	// Times in the business time zone (default Asia/Shanghai), with the
+	// date and the offset shown; codes named for what they are.
+	for _, want := range []string{"alerts (times in Asia/Shanghai)", "detected 2026-11-27 ", " +08:00, resolved 2026-11-27 ", "with terminal errors "} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, text.String())
+		}
+	}
+	for _, a := range fromFile {
+		if !strings.Contains(a.Summary, " +08:00 (") {
+			t.Errorf("alert summary not in the business time zone: %q", a.Summary)
+		}
+	}
 }
 
 func TestLoadConfig(t *testing.T) {

@@ -59,11 +59,13 @@ func (m *storageConsumerMetrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *storageConsumerMetrics) Collect(ch chan<- prometheus.Metric) {
 	var committed, retries, halts uint64
 	halted, last := 0.0, int64(0)
-	lags := map[string]int64{}
+	lags := map[string]LagAt{}
 	for _, p := range m.ps {
 		s := &p.counters
-		for tp, lag := range s.PartitionLag() {
-			lags[tp] = lag
+		for tp, lag := range s.PartitionLagAt() {
+			if lag.At.After(lags[tp].At) {
+				lags[tp] = lag
+			}
 		}
 		committed += s.Committed.Load()
 		retries += s.FlushRetries.Load()
@@ -75,7 +77,7 @@ func (m *storageConsumerMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for tp, lag := range lags {
 		i := strings.LastIndexByte(tp, '/')
-		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(lag), tp[:i], tp[i+1:])
+		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(lag.Lag), tp[:i], tp[i+1:])
 	}
 	ch <- prometheus.MustNewConstMetric(m.committed, prometheus.CounterValue, float64(committed))
 	ch <- prometheus.MustNewConstMetric(m.retries, prometheus.CounterValue, float64(retries))

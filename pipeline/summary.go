@@ -76,7 +76,7 @@ func (p *Pipeline) Summary(input string, elapsed time.Duration) *Summary {
 	for i := range counts.ByCause {
 		counts.ByCause[i] = c.ByCause[i].Load()
 	}
-	s := &Summary{Input: input, Counts: counts, Tally: p.tally, Elapsed: elapsed}
+	s := &Summary{Input: input, Counts: counts, Tally: p.tally, Elapsed: elapsed, Location: p.o.Config.Location()}
 	if p.engine != nil {
 		s.Engine = p.engine.Stats()
 	}
@@ -98,7 +98,14 @@ type Summary struct {
 	MinAttempts uint64
 	// Delivery is what each notifier delivered (empty: none configured).
 	Delivery map[string]DeliveryStats
+	// Location is the business time zone the summary gives times in
+	// (nil: UTC), with their UTC offset shown.
+	Location *time.Location
 }
+
+// summaryTimeLayout gives a date and time with its UTC offset, so a
+// reader never has to guess the zone.
+const summaryTimeLayout = "2006-01-02 15:04:05 -07:00"
 
 // Write prints the summary for people.
 func (s *Summary) Write(w io.Writer) error {
@@ -148,7 +155,7 @@ func (s *Summary) Write(w io.Writer) error {
 		}
 	}
 	if len(c.UnknownCodes) > 0 {
-		p("\nunknown codes (extend the rules file)\n")
+		p("\ncodes not in the rules, counted as unknown (add them to a rules file, --rules)\n")
 		codes := make([]string, 0, len(c.UnknownCodes))
 		for k := range c.UnknownCodes {
 			codes = append(codes, k)
@@ -157,14 +164,18 @@ func (s *Summary) Write(w io.Writer) error {
 			return cmp.Or(cmp.Compare(c.UnknownCodes[b], c.UnknownCodes[a]), cmp.Compare(a, b))
 		})
 		for _, k := range codes[:min(top, len(codes))] {
-			p("  %s\t%d\n", k, c.UnknownCodes[k])
+			p("  %s\t%d\n", codeLabel(k), c.UnknownCodes[k])
 		}
 	}
 	if s.Tally != nil {
 		league(p, "merchants", s.Tally.merchants, top, minAttempts)
 		league(p, "terminals", s.Tally.terminals, top, minAttempts)
 	}
-	p("\nalerts\n")
+	loc := s.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	p("\nalerts (times in %s)\n", loc)
 	byKind := map[alerting.Kind]int{}
 	firing := 0
 	for _, a := range s.Alerts {
@@ -205,14 +216,14 @@ func (s *Summary) Write(w io.Writer) error {
 		}
 		end := "still firing"
 		if t, ok := resolved[a.ID]; ok {
-			end = "resolved " + t.Format("2006-01-02 15:04:05Z")
+			end = "resolved " + t.In(loc).Format(summaryTimeLayout)
 		}
 		paging := ""
 		if a.Labels["paging"] == "false" {
 			paging = " [non-paging: maintenance]"
 		}
 		fmt.Fprintf(w, "  %s %s=%s detected %s, %s%s\n      %s\n",
-			a.Kind, a.ScopeType, a.ScopeID, a.DetectedAt.Format("2006-01-02 15:04:05Z"), end, paging, a.Summary)
+			a.Kind, a.ScopeType, a.ScopeID, a.DetectedAt.In(loc).Format(summaryTimeLayout), end, paging, a.Summary)
 		if a.Remedy != "" {
 			fmt.Fprintf(w, "      -> %s\n", a.Remedy)
 		}
@@ -245,6 +256,18 @@ func league(p func(string, ...any), what string, rows map[string]*tallyRow, top 
 		}
 		p("  %s\t%s\t%d/%d\t%s\n", k, pct(r.declines, r.attempts), r.declines, r.attempts, strings.Join(parts, ", "))
 	}
+}
+
+// codeLabel says what an event's deciding code is: a response code (two
+// characters, event-v1 response_code) or a terminal error.
+func codeLabel(code string) string {
+	switch {
+	case code == "(other)":
+		return "other codes"
+	case len(code) == 2:
+		return "response code " + code
+	}
+	return "terminal error " + code
 }
 
 func pct(n, d uint64) string {

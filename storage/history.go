@@ -97,10 +97,17 @@ func (c *Client) TopTerminals(ctx context.Context, scopeType, id string, from, t
 	if col != "" {
 		where = " AND " + col + " = {id:String}"
 	}
-	q := fmt.Sprintf(`SELECT terminal_id, any(merchant_id), sum(attempts) AS n, sumIf(attempts, cause != 'approved') AS f,
-       argMax(cause, if(cause = 'approved', 0, attempts)) AS top
-FROM %s.terminal_minutes
-WHERE minute >= toDateTime({from:Int64}, 'UTC') AND minute < toDateTime({to:Int64}, 'UTC')%s
+	// The top cause is chosen from per-cause sums over the period (the
+	// inner query), not from single rollup rows: a cause failing once a
+	// minute for an hour outweighs a one-minute burst of another.
+	q := fmt.Sprintf(`SELECT terminal_id, any(m), sum(cn) AS n, sumIf(cn, cause != 'approved') AS f,
+       argMaxIf(cause, cn, cause != 'approved') AS top
+FROM (
+    SELECT terminal_id, cause, any(merchant_id) AS m, sum(attempts) AS cn
+    FROM %s.terminal_minutes
+    WHERE minute >= toDateTime({from:Int64}, 'UTC') AND minute < toDateTime({to:Int64}, 'UTC')%s
+    GROUP BY terminal_id, cause
+)
 GROUP BY terminal_id HAVING f > 0 ORDER BY f DESC, terminal_id LIMIT %d`, c.cfg.Database, where, max(limit, 1))
 	ctx = clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters{
 		"id": id, "from": fmt.Sprint(from.Unix()), "to": fmt.Sprint(to.Unix()),

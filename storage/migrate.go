@@ -30,7 +30,9 @@ type SchemaConfig struct {
 	RollupTTLDays int    `yaml:"rollup_ttl_days"` // rollups and alerts, default 730
 	// BusinessTimezone is where "today" and "this hour" are, for the
 	// cookbook queries and dashboards (IANA name, default Asia/Shanghai).
-	// Timestamps are stored in UTC whatever it is.
+	// Timestamps are stored in UTC whatever it is. declinemon fills it
+	// from the top-level business_timezone (pipeline.Config), the one
+	// zone for people; this key is its older name.
 	BusinessTimezone string `yaml:"business_timezone"`
 }
 

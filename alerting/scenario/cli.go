@@ -29,37 +29,33 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	var err error
 	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
-	case "list":
-		for _, s := range Suite() {
-			var kinds []string
-			for _, inc := range s.Incidents {
-				kinds = append(kinds, inc.Type)
-			}
-			fmt.Fprintf(stdout, "%-20s %5d terminals %6s  %s\n", s.Name, s.Fleet.withDefaults().Terminals, time.Duration(s.Duration), strings.Join(kinds, ", "))
+	case "help":
+		if len(args) == 1 {
+			fmt.Fprint(stdout, usage)
+			return 0
 		}
-		return 0
-	case "generate":
-		err = generateCmd(args[1:], stdout, stderr)
-	case "score":
-		err = scoreCmd(args[1:], stdout, stderr)
-	case "produce":
-		err = produceCmd(args[1:], stdout, stderr)
-	default:
+		if _, ok := subcommands[args[1]]; ok {
+			return Main([]string{args[1], "-h"}, stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "loadgen: unknown command %q\n%s", args[1], usage)
+		return 2
+	}
+	cmd, ok := subcommands[args[0]]
+	if !ok {
 		fmt.Fprintf(stderr, "loadgen: unknown command %q\n%s", args[0], usage)
 		return 2
 	}
+	err := cmd(args[1:], stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	var usageErr *flagError
 	if errors.As(err, &usageErr) {
-		fmt.Fprintln(stderr, "loadgen:", err)
-		return 2
+		return 2 // parseFlags printed the reason and the usage
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "loadgen:", err)
@@ -68,7 +64,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-const usage = `usage: loadgen COMMAND [flags]   (loadgen COMMAND -h for its flags)
+// subcommands are loadgen's commands, each listed in usage.
+var subcommands = map[string]func(args []string, stdout, stderr io.Writer) error{
+	"list": listCmd, "generate": generateCmd, "produce": produceCmd, "score": scoreCmd,
+}
+
+const usage = `usage: loadgen COMMAND [flags]   (loadgen COMMAND -h, or loadgen help COMMAND, for its flags)
 
   list       the scenario suite: name, fleet size, duration, incidents
   generate   write a scenario's events as event-v1 JSONL, and its ground truth
@@ -84,23 +85,50 @@ type flagError struct{ err error }
 func (e *flagError) Error() string { return e.err.Error() }
 func (e *flagError) Unwrap() error { return e.err }
 
-// parseFlags parses args; -h prints the flags to stdout (exit 0), a bad
-// flag is a usage error.
+// parseFlags parses args; -h/--help prints the command's usage to stdout
+// (exit 0); a bad flag or a stray argument prints the reason and the usage
+// to stderr and is a usage error (exit 2).
 func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	fs.SetOutput(stderr)
-	for _, a := range args {
-		if a == "-h" || a == "-help" || a == "--help" {
-			fs.SetOutput(stdout)
+	fs.SetOutput(io.Discard) // the usage is printed once, below
+	fs.Usage = func() {}
+	printUsage := func(w io.Writer) {
+		fmt.Fprintf(w, "usage: loadgen %s [flags]\n", fs.Name())
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintf(w, "\nflags:\n")
+			fs.SetOutput(w)
+			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		printUsage(stdout)
+		return err
+	case err == nil && fs.NArg() > 0:
+		err = fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "loadgen %s: %v\n\n", fs.Name(), err)
+		printUsage(stderr)
 		return &flagError{err}
 	}
-	if fs.NArg() > 0 {
-		return &flagError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
+	return nil
+}
+
+func listCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	for _, s := range Suite() {
+		var kinds []string
+		for _, inc := range s.Incidents {
+			kinds = append(kinds, inc.Type)
+		}
+		fmt.Fprintf(stdout, "%-20s %5d terminals %6s  %s\n", s.Name, s.Fleet.withDefaults().Terminals, time.Duration(s.Duration), strings.Join(kinds, ", "))
 	}
 	return nil
 }

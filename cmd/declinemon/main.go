@@ -29,7 +29,9 @@ usage:
   declinemon demo    [--speed 60] [--config FILE]   everything in-process (binaries built with make demo)
   declinemon health  [--url URL]       exit 0 when the service answers (container healthchecks)
 
-Run "declinemon <command> -h" for a command's flags.
+Run "declinemon <command> -h" (or "declinemon help <command>") for a command's flags.
+Exit codes: 0 ok, 1 failure (the reason is logged), 2 usage error (unknown
+command or flag, stray or missing argument), 130 replay interrupted.
 `
 
 // commands maps a subcommand to its entry point.
@@ -55,9 +57,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
-	case "-h", "--help", "help":
+	case "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
+	case "help":
+		if len(args) == 1 {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		if _, ok := commands[args[1]]; ok {
+			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+		}
+		fmt.Fprintf(stderr, "declinemon: unknown command %q\n\n%s", args[1], usage)
+		return 2
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {
@@ -67,23 +79,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return cmd(ctx, args[1:], stdout, stderr)
 }
 
-// flags is the flag set every command starts from: -h prints to stdout and
-// exits 0, a bad flag exits 2, and --config / logging flags are shared.
+// flags is the flag set every command starts from: -h/--help prints the
+// usage to stdout and exits 0, a bad flag prints it to stderr and exits 2,
+// and --config / logging flags are shared.
 type flags struct {
 	*flag.FlagSet
+	synopsis  string
+	stdout    io.Writer
 	config    string
 	logFormat string
 	logLevel  zapcore.Level
 }
 
 func newFlags(name, synopsis string, stdout io.Writer) *flags {
-	f := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
-	f.SetOutput(stdout)
-	f.Usage = func() {
-		fmt.Fprintf(stdout, "usage: declinemon %s %s\n\nflags:\n", name, synopsis)
-		f.PrintDefaults()
-	}
+	f := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), synopsis: synopsis, stdout: stdout}
+	f.Usage = func() {} // parse prints it, to stdout or stderr
 	return f
+}
+
+// usage prints the command's synopsis and flags to w.
+func (f *flags) usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: declinemon %s %s\n\nflags:\n", f.Name(), f.synopsis)
+	f.SetOutput(w)
+	f.PrintDefaults()
+	f.SetOutput(io.Discard)
+}
+
+// usageError reports a command line that cannot run, with the usage, on
+// stderr; the exit code is 2.
+func (f *flags) usageError(stderr io.Writer, format string, a ...any) int {
+	fmt.Fprintf(stderr, "declinemon %s: %s\n\n", f.Name(), fmt.Sprintf(format, a...))
+	f.usage(stderr)
+	return 2
 }
 
 func (f *flags) withConfig(help string) *flags {
@@ -93,7 +120,7 @@ func (f *flags) withConfig(help string) *flags {
 
 func (f *flags) withLogging(defaultFormat string) *flags {
 	f.StringVar(&f.logFormat, "log-format", defaultFormat, "json or console")
-	f.Var(levelFlag{&f.logLevel}, "log-level", "debug, info, warn or error")
+	f.Var(levelFlag{&f.logLevel}, "log-level", "log `level`: debug, info, warn or error (default info)")
 	return f
 }
 
@@ -104,17 +131,14 @@ func (f *flags) parse(args []string, stderr io.Writer) (code int, ok bool) {
 	err := f.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		f.Usage()
+		f.usage(f.stdout)
 		return 0, false
 	case err != nil:
-		fmt.Fprintf(stderr, "%s: %v (see declinemon %s -h)\n", f.Name(), err, f.Name())
-		return 2, false
+		return f.usageError(stderr, "%v", err), false
 	case f.NArg() > 0:
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", f.Name(), f.Arg(0))
-		return 2, false
+		return f.usageError(stderr, "unexpected argument %q", f.Arg(0)), false
 	case f.logFormat != "" && f.logFormat != "json" && f.logFormat != "console":
-		fmt.Fprintf(stderr, "%s: --log-format %q: want json or console\n", f.Name(), f.logFormat)
-		return 2, false
+		return f.usageError(stderr, "--log-format %q: want json or console", f.logFormat), false
 	}
 	return 0, true
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -41,5 +43,47 @@ func TestExitCodes(t *testing.T) {
 	out := f(0, "replay", "--input", good, "--alerts-out", filepath.Join(dir, "a.jsonl"))
 	if !strings.Contains(out, "invalid_json") || !strings.Contains(out, "events read") {
 		t.Errorf("summary missing counts:\n%s", out)
+	}
+}
+
+// TestHelpAndUsageErrors: every command answers -h, --help and
+// "declinemon help <command>" with its usage on stdout and exit 0; an
+// unknown flag, a stray argument or a missing required flag exits 2 with
+// the reason and the usage on stderr.
+func TestHelpAndUsageErrors(t *testing.T) {
+	names := slices.Sorted(maps.Keys(commands))
+	call := func(args ...string) (code int, stdout, stderr string) {
+		var o, e bytes.Buffer
+		code = run(context.Background(), args, &o, &e)
+		return code, o.String(), e.String()
+	}
+	for _, name := range names {
+		for _, args := range [][]string{{name, "-h"}, {name, "--help"}, {"help", name}} {
+			code, stdout, stderr := call(args...)
+			if code != 0 || !strings.HasPrefix(stdout, "usage: declinemon "+name+" ") || !strings.Contains(stdout, "flags:\n") || stderr != "" {
+				t.Errorf("declinemon %v: exit %d, stdout %q, stderr %q; want 0 and the usage on stdout only", args, code, stdout, stderr)
+			}
+		}
+		for _, args := range [][]string{{name, "--no-such-flag"}, {name, "stray"}} {
+			code, stdout, stderr := call(args...)
+			if code != 2 || stdout != "" || !strings.Contains(stderr, "usage: declinemon "+name+" ") {
+				t.Errorf("declinemon %v: exit %d, stdout %q, stderr %q; want 2 and the usage on stderr", args, code, stdout, stderr)
+			}
+		}
+	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"help"}} {
+		if code, stdout, _ := call(args...); code != 0 || !strings.Contains(stdout, "declinemon replay") || !strings.Contains(stdout, "Exit codes") {
+			t.Errorf("declinemon %v: exit %d, stdout %q", args, code, stdout)
+		}
+	}
+	for _, args := range [][]string{{}, {"frobnicate"}, {"help", "frobnicate"}} {
+		if code, stdout, stderr := call(args...); code != 2 || stdout != "" || !strings.Contains(stderr, "usage:") {
+			t.Errorf("declinemon %v: exit %d, stdout %q, stderr %q; want 2 and the usage on stderr", args, code, stdout, stderr)
+		}
+	}
+	// replay's --input is required.
+	code, stdout, stderr := call("replay", "--top", "3")
+	if code != 2 || stdout != "" || !strings.Contains(stderr, "--input is required") || !strings.Contains(stderr, "usage: declinemon replay") {
+		t.Errorf("replay without --input: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

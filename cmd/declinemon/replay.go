@@ -21,6 +21,9 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if code, ok := f.parse(args, stderr); !ok {
 		return code
 	}
+	if o.Input == "" {
+		return f.usageError(stderr, "--input is required (an event-v1 JSONL file, .gz, or - for stdin)")
+	}
 	log := f.logger(stderr)
 	defer log.Sync() //nolint:errcheck // stderr sync errors are not actionable
 	o.ConfigPath = f.config

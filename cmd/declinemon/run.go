@@ -190,15 +190,7 @@ func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, 
 // newConsole builds the ops console on the detection runner, this
 // process's alert records and, when storage is configured, ClickHouse.
 func newConsole(cfg pipeline.Config, r *pipeline.Runner, board *console.Board, history console.History, log *zap.Logger) (*console.Console, error) {
-	zone := cfg.ClickHouse.BusinessTimezone
-	if zone == "" {
-		zone = storage.DefaultBusinessTimezone
-	}
-	loc, err := time.LoadLocation(zone)
-	if err != nil {
-		return nil, fmt.Errorf("business time zone: %w", err)
-	}
-	o := console.Options{Board: board, Active: r.ActiveAlerts, History: history, Location: loc, Log: log}
+	o := console.Options{Board: board, Active: r.ActiveAlerts, History: history, Location: cfg.Location(), Log: log}
 	if !cfg.DisableDetection {
 		o.Live = r
 	}

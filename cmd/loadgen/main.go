@@ -4,7 +4,12 @@
 //	loadgen list
 //	loadgen generate --scenario NAME [--out events.jsonl[.gz]] [--truth truth.json] [--seed N] [--terminals N]
 //	loadgen generate --spec scenario.json ...
+//	loadgen produce --scenario NAME [--brokers HOST:PORT,...] [--topic T] [--speed N]
 //	loadgen score [--scenario NAME] [--config FILE]
+//	loadgen help [COMMAND]
+//
+// Every command takes -h/--help (usage on stdout, exit 0). Exit codes: 0
+// ok, 1 failure, 2 usage error.
 package main
 
 import (

@@ -1,6 +1,6 @@
 -- Decline rate per merchant per hour, for the current hour and the 23
 -- before it. Hours are those of the business time zone ('${tz}', from
--- clickhouse.business_timezone): business_hour is typed and shown in that
+-- business_timezone): business_hour is typed and shown in that
 -- zone, and in a +05:30 zone an hour starts at :30 UTC.
 SELECT
     toStartOfHour(minute, '${tz}') AS business_hour,

@@ -3,7 +3,7 @@
 -- visit or a model/firmware check. This week is the last 7 business days,
 -- today included (from week_from); the week before is the 7 days before
 -- that. Days are those of the business time zone ('${tz}', from
--- clickhouse.business_timezone).
+-- business_timezone).
 WITH toDate(now(), '${tz}') AS today
 SELECT
     terminal_id,

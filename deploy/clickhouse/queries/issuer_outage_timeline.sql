@@ -2,7 +2,7 @@
 -- causes (issuer down, switch unavailable, response too late) over the last
 -- 24 hours; minutes with at least 20% such failures and 5 attempts.
 -- business_minute is typed and shown in the business time zone ('${tz}',
--- from clickhouse.business_timezone); storage stays UTC.
+-- from business_timezone); storage stays UTC.
 SELECT
     toTimeZone(minute, '${tz}') AS business_minute,
     issuer_id,

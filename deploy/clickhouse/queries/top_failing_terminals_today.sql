@@ -2,7 +2,7 @@
 -- data transmission: what a technician or the network team can fix),
 -- with their merchant, at least 10 attempts. "Today" is the business day:
 -- since midnight in the business time zone ('${tz}', from
--- clickhouse.business_timezone), whatever the server's zone; business_day
+-- business_timezone), whatever the server's zone; business_day
 -- names it.
 SELECT
     terminal_id,

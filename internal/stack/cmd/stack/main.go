@@ -117,11 +117,11 @@ declinemon stack (compose topology, local processes) — Ctrl-C stops everything
 		}
 		end := day.Start.Add(time.Duration(day.Duration))
 		logf("loadgen: playing %s (%s to %s event time) at --speed %g: about %s",
-			day.Name, day.Start.Format("2006-01-02 15:04"), end.Format("15:04 -07:00"), *speed,
+			day.Name, day.Start.Format("2006-01-02 15:04 -07:00"), end.Format("15:04 -07:00"), *speed,
 			(time.Duration(float64(time.Duration(day.Duration)) / *speed)).Round(time.Second))
 		for _, inc := range day.Incidents {
 			at := day.Start.Add(time.Duration(inc.At))
-			logf("  %-17s at %s for %s (wall: +%s)", inc.Type, at.Format("15:04"), time.Duration(inc.For),
+			logf("  %-17s at %s for %s (wall: +%s)", inc.Type, at.Format("15:04 -07:00"), time.Duration(inc.For),
 				(time.Duration(float64(time.Duration(inc.At)) / *speed)).Round(time.Second))
 		}
 		p, err := st.Produce(spec, *speed)
