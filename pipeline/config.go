@@ -41,6 +41,8 @@ type Config struct {
 	BusinessTimezone string `yaml:"business_timezone"`
 	// Detection tunes the detectors; see alerting.Config.
 	Detection alerting.Config `yaml:"detection"`
+	// Clock screens event times before detection (wrong terminal clocks).
+	Clock ClockConfig `yaml:"clock"`
 	// DisableDetection turns the detectors off: for ingest instances that
 	// forward to a separate detection stage (kafka.forward_topic).
 	DisableDetection bool `yaml:"disable_detection"`
@@ -154,6 +156,9 @@ func list(v string) []string {
 // Validate reports every problem with specific messages.
 func (c Config) Validate() error {
 	var errs []error
+	if c.Clock.MaxAhead < 0 || c.Clock.MaxBehind < 0 {
+		errs = append(errs, fmt.Errorf("clock: max_ahead %s and max_behind %s must not be negative", c.Clock.MaxAhead, c.Clock.MaxBehind))
+	}
 	if c.DefaultScheme != "" {
 		if _, ok := event.ParseScheme(c.DefaultScheme); !ok {
 			errs = append(errs, fmt.Errorf("default_scheme %q: want cup or iso8583", c.DefaultScheme))

@@ -21,6 +21,7 @@ type Counters struct {
 	Messages, Bytes, Accepted, Approved atomic.Uint64
 	Rejected                            [ingest.NumReasons]atomic.Uint64
 	Late                                atomic.Uint64 // accepted, beyond the lateness bound: not detected on
+	ClockSkew                           atomic.Uint64 // accepted, dated off the fleet's clock: not detected on
 	Redelivered                         atomic.Uint64 // fetched again after a rebalance, already processed: skipped
 	ByCause                             [event.NumCauses]atomic.Uint64
 	DeadLettered, Forwarded             atomic.Uint64
@@ -174,6 +175,7 @@ func newMetrics(c *Counters, halted func() string, sinks map[string]DeliveryStat
 	d("declinemon_events_approved_total", "Accepted events that were approvals.")
 	d("declinemon_events_rejected_total", "Messages rejected, by reason.", "reason")
 	d("declinemon_events_late_total", "Accepted events beyond the lateness bound (not detected on).")
+	d("declinemon_events_clock_skew_total", "Accepted events dated off the fleet's clock (a wrong terminal clock): stored, not detected on.")
 	d("declinemon_redelivered_skipped_total", "Messages fetched again after a rebalance that this process had already processed (skipped).")
 	d("declinemon_declines_total", "Declined or failed attempts, by cause.", "cause")
 	d("declinemon_dead_letters_total", "Messages written to the dead-letter topic.")
@@ -242,6 +244,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		c("declinemon_events_rejected_total", s.Rejected[r].Load(), r.String())
 	}
 	c("declinemon_events_late_total", s.Late.Load())
+	c("declinemon_events_clock_skew_total", s.ClockSkew.Load())
 	c("declinemon_redelivered_skipped_total", s.Redelivered.Load())
 	for _, cause := range event.Causes() {
 		c("declinemon_declines_total", s.ByCause[cause].Load(), cause.String())

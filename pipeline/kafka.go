@@ -63,7 +63,8 @@ func NewRunner(o RunOptions) (*Runner, error) {
 		return nil, err
 	}
 	po := Options{Config: o.Config, Rules: o.Rules, Store: o.Store, Alerts: o.Alerts, DeadLetters: r.dead, Log: o.Log,
-		BatchSize: kc.BatchSize, FlushInterval: kc.FlushInterval, ShutdownTimeout: kc.ShutdownTimeout, EndOfInput: o.EndOfInput}
+		BatchSize: kc.BatchSize, FlushInterval: kc.FlushInterval, ShutdownTimeout: kc.ShutdownTimeout, EndOfInput: o.EndOfInput,
+		WallClock: time.Now}
 	if o.NoDeadLetters {
 		po.DeadLetters = nil
 	}

@@ -84,6 +84,9 @@ type Options struct {
 	// Tally keeps per-merchant and per-terminal totals for the summary
 	// (replay; memory grows with the fleet).
 	Tally bool
+	// WallClock bounds event times from above (live consumption): nil for
+	// recorded input (replay), whose events may be dated anywhere.
+	WallClock func() time.Time
 }
 
 // Pipeline is one instance of the processing path. Run is not safe for
@@ -107,6 +110,9 @@ type Pipeline struct {
 
 	active    activeAlerts
 	overview  overviews
+	clock     eventClock
+	skews     skewTally
+	skewLog   *ratelog.Logger
 	ckpt      checkpointer
 	final     bool   // the flush running is the last one
 	joins     uint64 // the source's group joins the store was told of
@@ -151,7 +157,8 @@ func New(o Options) (*Pipeline, error) {
 	}
 	p := &Pipeline{o: o, log: o.Log, dec: ingest.NewDecoder(o.Config.DecoderConfig()), rules: o.Rules,
 		summary: summaryCounts{unknownCodes: map[string]uint64{}}, partitions: map[partitionKey]*partitionState{},
-		rejectLog: ratelog.New(o.Log, 10*time.Second), flushLog: ratelog.New(o.Log, 10*time.Second)}
+		rejectLog: ratelog.New(o.Log, 10*time.Second), flushLog: ratelog.New(o.Log, 10*time.Second),
+		clock: eventClock{cfg: o.Config.Clock.withDefaults(), wall: o.WallClock}, skewLog: ratelog.New(o.Log, time.Minute)}
 	if o.Tally {
 		p.tally = NewTally()
 	}
@@ -298,6 +305,14 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 			OriginTopic: m.OriginTopic, OriginPartition: m.OriginPartition})
 	}
 	if p.merge != nil {
+		if skewed, off := p.clock.skewed(ev); skewed {
+			// Stored and forwarded as it came; kept out of detection.
+			c.ClockSkew.Add(1)
+			p.skews.add(ev, off)
+			p.skewLog.Warn("event time off the fleet's clock: not detected on (the terminal's clock is wrong)", "clock_skew",
+				zap.String("terminal_id", ev.Terminal), zap.Time("event_time", ev.Time), zap.Duration("offset", off))
+			return
+		}
 		p.merge.push(m.OriginTopic, m.OriginPartition, partitionKey{m.Topic, m.Partition}, m.Offset, ev, res.Cause, p.observe)
 	}
 }

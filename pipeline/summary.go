@@ -56,8 +56,12 @@ type Counts struct {
 	Accepted uint64
 	Rejected [ingest.NumReasons]uint64
 	Late     uint64 // accepted but beyond the lateness bound: not detected on
-	Approved uint64
-	ByCause  [event.NumCauses]uint64 // declines by cause (index 0 unused)
+	// ClockSkew counts accepted events dated off the fleet's clock, and
+	// Skewed lists their terminals (most first).
+	ClockSkew uint64
+	Skewed    []ClockSkew
+	Approved  uint64
+	ByCause   [event.NumCauses]uint64 // declines by cause (index 0 unused)
 	// UnknownCodes counts codes the rules do not know, by code (bounded).
 	UnknownCodes map[string]uint64
 	// AmountDeclined sums amount_minor of declined attempts per currency.
@@ -69,6 +73,7 @@ type Counts struct {
 func (p *Pipeline) Summary(input string, elapsed time.Duration) *Summary {
 	c := &p.counters
 	counts := &Counts{Messages: c.Messages.Load(), Accepted: c.Accepted.Load(), Late: c.Late.Load(),
+		ClockSkew: c.ClockSkew.Load(), Skewed: p.skews.list(),
 		Approved: c.Approved.Load(), UnknownCodes: p.summary.unknownCodes, AmountDeclined: p.summary.amountDeclined}
 	for r := range counts.Rejected {
 		counts.Rejected[r] = c.Rejected[r].Load()
@@ -134,6 +139,9 @@ func (s *Summary) Write(w io.Writer) error {
 		}
 	}
 	p("  late (beyond lateness, not detected on)\t%d\n", c.Late)
+	if c.ClockSkew > 0 {
+		p("  clock_skew (wrong terminal clock, stored, not detected on)\t%d\n", c.ClockSkew)
+	}
 	p("  approved\t%d\t%s\n", c.Approved, pct(c.Approved, c.Accepted))
 	p("  declined or failed\t%d\t%s\n", declines, pct(declines, c.Accepted))
 	if declines > 0 {
@@ -165,6 +173,20 @@ func (s *Summary) Write(w io.Writer) error {
 		})
 		for _, k := range codes[:min(top, len(codes))] {
 			p("  %s\t%d\n", codeLabel(k), c.UnknownCodes[k])
+		}
+	}
+	if len(c.Skewed) > 0 {
+		p("\nterminals with a wrong clock (send field service to sync them)\n")
+		for _, k := range c.Skewed[:min(top, len(c.Skewed))] {
+			dir := "ahead"
+			off := k.Offset
+			if off < 0 {
+				dir, off = "behind", -off
+			}
+			p("  %s\tmerchant %s\t%d events\t%s %s\n", k.Terminal, k.Merchant, k.Events, off.Round(time.Minute), dir)
+		}
+		if len(c.Skewed) > top {
+			p("  … and %d more terminals\n", len(c.Skewed)-top)
 		}
 	}
 	if s.Tally != nil {

@@ -190,7 +190,7 @@ func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, 
 // newConsole builds the ops console on the detection runner, this
 // process's alert records and, when storage is configured, ClickHouse.
 func newConsole(cfg pipeline.Config, r *pipeline.Runner, board *console.Board, history console.History, log *zap.Logger) (*console.Console, error) {
-	o := console.Options{Board: board, Active: r.ActiveAlerts, History: history, Location: cfg.Location(), Log: log}
+	o := console.Options{Board: board, Active: r.ActiveAlerts, History: history, Skewed: r.ClockSkews, Location: cfg.Location(), Log: log}
 	if !cfg.DisableDetection {
 		o.Live = r
 	}

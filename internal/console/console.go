@@ -29,6 +29,7 @@ import (
 
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/pipeline"
 	"github.com/declinemon/declinemon/storage"
 )
 
@@ -58,6 +59,9 @@ type Options struct {
 	History History
 	// Location is the business time zone every time is shown in (nil: UTC).
 	Location *time.Location
+	// Skewed lists the terminals whose events carried a wrong time
+	// (pipeline.ClockSkews); nil: none shown.
+	Skewed func() []pipeline.ClockSkew
 	// Title names the deployment on the page (default "declinemon").
 	Title string
 	// Now is the wall clock (default time.Now).
@@ -248,6 +252,14 @@ type overviewPage struct {
 	Today            []todayRow
 	TodayErr         string
 	TodayLabel       string
+	Skewed           []skewRow
+	SkewedMore       int
+}
+
+type skewRow struct {
+	Terminal, URL, Merchant, MerchantURL string
+	Events                               uint64
+	Offset, Last                         string
 }
 
 type tile struct{ Label, Value, Note, Class string }
@@ -305,6 +317,22 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 				g.Rows = append(g.Rows, c.scopeRow(v, now))
 			}
 			p.TopGroups = append(p.TopGroups, g)
+		}
+	}
+	if c.o.Skewed != nil {
+		skewed := c.o.Skewed()
+		for i, k := range skewed {
+			if i == 10 {
+				p.SkewedMore = len(skewed) - 10
+				break
+			}
+			off, dir := k.Offset, "ahead"
+			if off < 0 {
+				off, dir = -off, "behind"
+			}
+			p.Skewed = append(p.Skewed, skewRow{Terminal: k.Terminal, URL: scopeURL(event.ScopeTerminal, k.Terminal),
+				Merchant: k.Merchant, MerchantURL: scopeURL(event.ScopeMerchant, k.Merchant), Events: k.Events,
+				Offset: duration(off) + " " + dir, Last: k.Last.In(c.o.Location).Format("2006-01-02 15:04:05")})
 		}
 	}
 	if c.o.History != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/declinemon/declinemon/internal/console"
 	"github.com/declinemon/declinemon/internal/ops"
 	"github.com/declinemon/declinemon/internal/secret"
+	"github.com/declinemon/declinemon/pipeline"
 )
 
 // engineLive serves a real engine's overview, taken after the whole input
@@ -332,5 +333,39 @@ func TestBoardKeepsResolvedForAWhile(t *testing.T) {
 	firing, resolved = b.Incidents()
 	if len(firing) != 3 || len(resolved) != 0 {
 		t.Errorf("at Max 3 with 3 firing: firing %d resolved %d", len(firing), len(resolved))
+	}
+}
+
+// TestWrongClocksAreListed: terminals whose events carried a wrong time
+// are a finding for field service, listed with how far off they are.
+func TestWrongClocksAreListed(t *testing.T) {
+	live, board, _, _ := morning(t)
+	last := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	c, err := console.New(console.Options{Live: live, Board: board, Location: shanghai,
+		Skewed: func() []pipeline.ClockSkew {
+			return []pipeline.ClockSkew{{Terminal: "CT-000042", Merchant: "M-CT-00010", Events: 17, Offset: 48 * time.Hour, Last: last},
+				{Terminal: "CT-000007", Merchant: "M-CT-00002", Events: 3, Offset: -26 * 365 * 24 * time.Hour, Last: last}}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	c.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	doc := fetch(t, srv.URL+"/", http.StatusOK)
+	var rows []string
+	for _, tr := range find(doc, func(n *html.Node) bool { return n.Data == "tr" }) {
+		var cells []string
+		for _, td := range find(tr, func(n *html.Node) bool { return n.Data == "td" }) {
+			cells = append(cells, text(td))
+		}
+		if len(cells) == 5 && (strings.HasSuffix(cells[3], "ahead") || strings.HasSuffix(cells[3], "behind")) {
+			rows = append(rows, strings.Join(cells, " / "))
+		}
+	}
+	want := []string{"CT-000042 / M-CT-00010 / 17 / 2 days ahead / 2026-11-29 18:00:00", "CT-000007 / M-CT-00002 / 3 / 9490 days behind / 2026-11-29 18:00:00"}
+	if strings.Join(rows, "|") != strings.Join(want, "|") {
+		t.Errorf("wrong-clock rows %q, want %q", rows, want)
 	}
 }

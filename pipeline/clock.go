@@ -1,0 +1,182 @@
+package pipeline
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+)
+
+// Terminals reboot daily and a reset one may come back with a wrong or
+// default clock until it syncs: no single terminal may move the
+// detector's notion of time. Before the event-time merge, each accepted
+// event's time is screened. Live (run), an event dated more than
+// max_ahead after the monitor's wall clock cannot be right. Without a
+// wall clock (replay of recorded days), the reference is the fleet's own
+// time: the newest event time a tenth of the recently active terminals
+// have reached, which wrong clocks on fewer terminals cannot move. Events dated more than
+// max_behind before that reference are wrong too (a default clock of
+// 2000-01-01). Such events are counted as clock_skew, excluded from
+// detection and reported per terminal (a wrong clock is a finding for
+// field service); they are still stored and forwarded as they came.
+// Until events from eight terminals are in, a recording is screened only
+// by the wall clock (live) or not at all (replay).
+
+// ClockConfig is the `clock:` section.
+type ClockConfig struct {
+	// MaxAhead: an event dated more than this after the wall clock (run)
+	// or after the fleet's time (replay) is clock_skew. Default 10m.
+	MaxAhead time.Duration `yaml:"max_ahead"`
+	// MaxBehind: an event dated more than this before the fleet's time is
+	// clock_skew (store-and-forward uploads are minutes to hours late).
+	// Default 168h.
+	MaxBehind time.Duration `yaml:"max_behind"`
+}
+
+func (c ClockConfig) withDefaults() ClockConfig {
+	c.MaxAhead = cmp.Or(c.MaxAhead, 10*time.Minute)
+	c.MaxBehind = cmp.Or(c.MaxBehind, 7*24*time.Hour)
+	return c
+}
+
+// The fleet's time is read from a sample of recent events: the newest
+// time that a tenth of the distinct terminals in the sample (at least
+// eight) have reached. Wrong clocks on fewer terminals than that cannot
+// move it; a fleet that really moves on (a recording with a gap of days)
+// moves it within a few hundred events.
+const (
+	clockSample  = 1024 // recent events sampled
+	clockRefresh = 256  // events between recomputations once warm
+	clockMinQ    = 8
+)
+
+// eventClock screens event times (one pipeline goroutine).
+type eventClock struct {
+	cfg  ClockConfig
+	wall func() time.Time // nil: no wall clock (replay)
+
+	ring  [clockSample]terminalTime
+	n     int // events noted
+	fleet int64
+	known bool
+	tmp   []terminalTime
+}
+
+type terminalTime struct {
+	terminal string
+	ts       int64
+}
+
+// skewed notes ev's time and reports whether it is implausible, and by
+// how much (positive: ahead).
+func (c *eventClock) skewed(ev *event.Event) (bool, time.Duration) {
+	ts := ev.Time.UnixNano()
+	c.note(ev.Terminal, ts)
+	if c.wall != nil {
+		if d := time.Duration(ts - c.wall().UnixNano()); d > c.cfg.MaxAhead {
+			return true, d
+		}
+	}
+	if !c.known {
+		return false, 0
+	}
+	d := time.Duration(ts - c.fleet)
+	if (c.wall == nil && d > c.cfg.MaxAhead) || d < -c.cfg.MaxBehind {
+		return true, d
+	}
+	return false, 0
+}
+
+// note samples one event (every event counts, wrong ones too, so a fleet
+// that really moves on moves the clock) and recomputes the fleet's time
+// after 16, 64 and 256 events, then every clockRefresh.
+func (c *eventClock) note(terminal string, ts int64) {
+	c.ring[c.n%clockSample] = terminalTime{terminal, ts}
+	c.n++
+	if c.n == 16 || c.n == 64 || c.n%clockRefresh == 0 {
+		c.fleet, c.known = c.recompute()
+	}
+}
+
+// recompute returns the newest time reached by a tenth (at least
+// clockMinQ) of the distinct terminals sampled: each terminal counts once,
+// at its newest sampled time.
+func (c *eventClock) recompute() (int64, bool) {
+	k := min(c.n, clockSample)
+	c.tmp = append(c.tmp[:0], c.ring[:k]...)
+	slices.SortFunc(c.tmp, func(a, b terminalTime) int {
+		return cmp.Or(cmp.Compare(a.terminal, b.terminal), cmp.Compare(b.ts, a.ts))
+	})
+	newest := c.tmp[:0]
+	for i, t := range c.tmp {
+		if i == 0 || t.terminal != c.tmp[i-1].terminal {
+			newest = append(newest, t)
+		}
+	}
+	q := max(clockMinQ, len(newest)/10)
+	if len(newest) < q {
+		return 0, false
+	}
+	slices.SortFunc(newest, func(a, b terminalTime) int { return cmp.Compare(b.ts, a.ts) })
+	return newest[q-1].ts, true
+}
+
+// ClockSkew is one terminal whose events carried a wrong time.
+type ClockSkew struct {
+	Terminal string
+	Merchant string
+	Events   uint64
+	// Offset is the last skewed event's time minus the reference (wall
+	// clock or fleet time): positive when the clock runs ahead.
+	Offset time.Duration
+	Last   time.Time // the last skewed event's (wrong) time
+}
+
+// skewTally keeps the terminals with wrong clocks, at most maxSkewed
+// (then only counted). Safe for concurrent use.
+type skewTally struct {
+	mu      sync.Mutex
+	byTerm  map[string]*ClockSkew
+	dropped uint64
+}
+
+const maxSkewed = 10_000
+
+func (t *skewTally) add(ev *event.Event, off time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byTerm == nil {
+		t.byTerm = map[string]*ClockSkew{}
+	}
+	s := t.byTerm[ev.Terminal]
+	if s == nil {
+		if len(t.byTerm) >= maxSkewed {
+			t.dropped++
+			return
+		}
+		s = &ClockSkew{Terminal: ev.Terminal, Merchant: ev.Merchant}
+		t.byTerm[ev.Terminal] = s
+	}
+	s.Events++
+	s.Offset, s.Last = off, ev.Time
+}
+
+// list returns the terminals, most skewed events first.
+func (t *skewTally) list() []ClockSkew {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]ClockSkew, 0, len(t.byTerm))
+	for _, s := range t.byTerm {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b ClockSkew) int {
+		return cmp.Or(cmp.Compare(b.Events, a.Events), cmp.Compare(a.Terminal, b.Terminal))
+	})
+	return out
+}
+
+// ClockSkews lists the terminals whose events carried a wrong time, most
+// events first (safe while Run runs).
+func (p *Pipeline) ClockSkews() []ClockSkew { return p.skews.list() }
