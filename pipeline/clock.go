@@ -89,6 +89,19 @@ func (c *eventClock) skewed(ev *event.Event) (bool, time.Duration) {
 	return false, 0
 }
 
+// clamp holds a clock that is fast by less than max_ahead to the wall
+// clock (live only): the event is detected on as if it happened now, so
+// it cannot push the watermark past the rest of the fleet. (It is stored
+// with the time it carries.)
+func (c *eventClock) clamp(ev *event.Event) {
+	if c.wall == nil {
+		return
+	}
+	if now := c.wall(); ev.Time.After(now) {
+		ev.Time = now
+	}
+}
+
 // note samples one event (every event counts, wrong ones too, so a fleet
 // that really moves on moves the clock) and recomputes the fleet's time
 // after 16, 64 and 256 events, then every clockRefresh.

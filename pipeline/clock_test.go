@@ -16,6 +16,7 @@ import (
 	"github.com/declinemon/declinemon/alerting"
 	"github.com/declinemon/declinemon/alerting/scenario"
 	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
 )
 
 // TestEventClock: an event time is judged against the wall clock (live)
@@ -268,4 +269,65 @@ func replayEvents(t *testing.T, evs []event.Event) ([]alerting.Alert, *Summary) 
 		alerts = append(alerts, a)
 	}
 	return alerts, sum
+}
+
+// wallSource delivers messages as if they arrived at the given wall
+// times, moving the clock the pipeline reads.
+type wallSource struct {
+	memSource
+	at  []time.Time
+	now *time.Time
+}
+
+func (w *wallSource) Fetch(ctx context.Context) (ingest.Message, error) {
+	w.mu.Lock()
+	if w.next < len(w.at) {
+		*w.now = w.at[w.next]
+	}
+	w.mu.Unlock()
+	return w.memSource.Fetch(ctx)
+}
+
+// TestLiveFastClockIsHeldToTheWallClock: live, a terminal whose clock
+// runs five minutes fast (within max_ahead, so not clock_skew) is detected
+// on as of the wall clock, and the other 49 terminals' events, delivered
+// two seconds after they happened, are not late. Without a wall clock
+// (replay) the same stream makes them late: the limit the README states.
+func TestLiveFastClockIsHeldToTheWallClock(t *testing.T) {
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	var msgs []ingest.Message
+	var at []time.Time
+	for i := range 3000 {
+		wall := start.Add(time.Duration(i) * 200 * time.Millisecond)
+		term, ts := fmt.Sprintf("T%02d", i%50), wall.Add(-2*time.Second)
+		if i%50 == 7 {
+			term, ts = "FAST", wall.Add(5*time.Minute)
+		}
+		v := fmt.Sprintf(`{"event_id":"e%d","ts":%q,"terminal_id":%q,"merchant_id":"M1","response_code":"00"}`, i, ts.Format(time.RFC3339Nano), term)
+		msgs = append(msgs, ingest.Message{Value: []byte(v), Topic: "t", Offset: int64(i), HighWaterMark: 3000, OriginTopic: []byte("t")})
+		at = append(at, wall)
+	}
+	run := func(live bool) *Counters {
+		now := start
+		o := Options{Partitions: 1, EndOfInput: true, BatchSize: 500}
+		if live {
+			o.WallClock = func() time.Time { return now }
+		}
+		p, err := New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &wallSource{memSource: memSource{msgs: msgs}, at: at, now: &now}
+		if err := p.Run(context.Background(), src); err != nil {
+			t.Fatal(err)
+		}
+		return p.Counters()
+	}
+	live := run(true)
+	if late, skew := live.Late.Load(), live.ClockSkew.Load(); late != 0 || skew != 0 {
+		t.Errorf("live: %d late, %d clock_skew; want none", late, skew)
+	}
+	if late := run(false).Late.Load(); late == 0 {
+		t.Error("replay of the same stream: no late event; the test no longer shows the replay limit (update the README)")
+	}
 }

@@ -313,6 +313,7 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 				zap.String("terminal_id", ev.Terminal), zap.Time("event_time", ev.Time), zap.Duration("offset", off))
 			return
 		}
+		p.clock.clamp(ev)
 		p.merge.push(m.OriginTopic, m.OriginPartition, partitionKey{m.Topic, m.Partition}, m.Offset, ev, res.Cause, p.observe)
 	}
 }
