@@ -47,7 +47,7 @@ func (e *Engine) fire(r *rule, al alarm, T int64) {
 		ScopeID:    s.id,
 		StartsAt:   start,
 		DetectedAt: detected,
-		Labels:     e.labels(al.kind, s, detected),
+		Labels:     e.labels(al.kind, al.cause, s, detected),
 	}
 	setCounts(&a, al.tally)
 	// Dimension labels let a router (Alertmanager inhibition) relate a
@@ -131,7 +131,7 @@ func (e *Engine) underNetworkOutage(term *scope) bool {
 // labels are the routing labels of a new alert of kind k in s: the
 // configured ones, the kind's severity and team, and whether it pages,
 // which a maintenance window declared for s turns off.
-func (e *Engine) labels(k Kind, s *scope, at time.Time) map[string]string {
+func (e *Engine) labels(k Kind, cause event.Cause, s *scope, at time.Time) map[string]string {
 	cfg := e.cfg.Rules[k.String()]
 	l := make(map[string]string, len(e.cfg.Labels)+4)
 	for key, v := range e.cfg.Labels {
@@ -140,6 +140,11 @@ func (e *Engine) labels(k Kind, s *scope, at time.Time) map[string]string {
 	l["severity"] = cfg.Severity
 	l["team"] = cfg.Team
 	l["paging"] = "true"
+	if k == KindDeclineSpike && CustomerSide(cause) {
+		// Cardholders' own declines surging (a sale, a promotion): a
+		// notice for the merchant's account manager, never a page.
+		l["paging"], l["severity"], l["notice"] = "false", "info", "merchant"
+	}
 	for _, m := range e.cfg.Maintenance {
 		if m.ScopeType == s.typ.String() && m.ScopeID == s.id && !at.Before(m.Start) && at.Before(m.End) {
 			l["maintenance"] = "true"
@@ -151,6 +156,14 @@ func (e *Engine) labels(k Kind, s *scope, at time.Time) map[string]string {
 		}
 	}
 	return l
+}
+
+// CustomerSide reports the causes on the cardholder's side — funds,
+// limits, expired or restricted cards (issuer_credit), a wrong PIN or a
+// card pulled too early (operator_error): nothing for operations to fix,
+// so they never page.
+func CustomerSide(c event.Cause) bool {
+	return c == event.CauseIssuerCredit || c == event.CauseOperatorError
 }
 
 // dimLabel is the label carrying a dimension's value; merchant_id rather

@@ -210,6 +210,9 @@ func remedyFor(a *Alert, st event.ScopeType, fp footprint) string {
 		}
 		return fmt.Sprintf("Possible card testing at merchant %s: review with the risk team, cap velocity per terminal, block manual/fallback entry, consider holding settlement.", id)
 	case KindDeclineSpike:
+		if c, ok := event.ParseCause(a.Cause); ok && CustomerSide(c) {
+			return fmt.Sprintf("Merchant %s: cardholders' own declines (%s: funds, limits, PIN, expired cards) far above normal, as in a sale or promotion; not a technical incident, nothing to fix on the terminals: tell the merchant (ask for another card or payment method) and its account manager.", id, a.Cause)
+		}
 		return fmt.Sprintf("Merchant %s declines far above normal, mostly %s: check recent changes at the merchant (configuration, card mix, policy) and contact its account manager.", id, a.Cause)
 	}
 	return "Investigate the scope."

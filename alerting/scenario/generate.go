@@ -62,7 +62,10 @@ type Expected struct {
 	Start       time.Time `json:"start"`
 	End         time.Time `json:"end"`
 	Maintenance bool      `json:"maintenance,omitempty"`
-	Terminals   int       `json:"terminals"` // terminals in the scope
+	// Notice: customer-side declines (funds, limits, PIN) that must be
+	// raised for the merchant without paging anyone.
+	Notice    bool `json:"notice,omitempty"`
+	Terminals int  `json:"terminals"` // terminals in the scope
 }
 
 // Truth is what a scenario contains.
@@ -373,6 +376,7 @@ func (e *estate) fault(inc Incident, start time.Time, rng *rand.Rand) (*fault, e
 		pickMerchant(3)
 		rate(0.5)
 		f.codes = rcodes("51", "61", "51", "05")
+		f.exp.Notice = true // insufficient funds, over limit, do not honor: the cardholders' side
 	default:
 		return nil, fmt.Errorf("unknown incident type %q", inc.Type)
 	}

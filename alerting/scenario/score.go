@@ -48,10 +48,11 @@ type Score struct {
 }
 
 // Passed reports whether every incident was found on time with the right
-// kind and scope, maintenance incidents did not page, and nothing else fired.
+// kind and scope, maintenance incidents and customer-side notices did not
+// page (and everything else did), and nothing else fired.
 func (s Score) Passed() bool {
 	for _, o := range s.Outcomes {
-		if !o.Found || !o.WithinGoal || o.Maintenance != o.NonPaging {
+		if !o.Found || !o.WithinGoal || (o.Maintenance || o.Notice) != o.NonPaging {
 			return false
 		}
 	}
@@ -173,11 +174,13 @@ func WriteTable(w io.Writer, scores []Score) error {
 			found, ttd := "MISSED", "-"
 			if o.Found {
 				found, ttd = "yes", o.TTD.String()
-				if o.Maintenance {
+				if o.Maintenance || o.Notice {
 					found = "yes (non-paging)"
 					if !o.NonPaging {
 						found = "yes (PAGED)"
 					}
+				} else if o.NonPaging {
+					found = "yes (DID NOT PAGE)"
 				}
 			}
 			fp := ""
