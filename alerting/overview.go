@@ -118,6 +118,9 @@ type Overview struct {
 	Wanted   []ScopeView
 	Affected []Affected
 	Stats    Stats
+	// Taken is the wall-clock time the copy was taken, set by the caller
+	// that keeps it (the engine has no clock).
+	Taken time.Time
 }
 
 // suspectTicks is how many evaluations a candidate stays "under suspicion".
@@ -174,9 +177,11 @@ func (e *Engine) Overview(limit int, want []ScopeKey) Overview {
 	for _, s := range e.failing {
 		visit(s)
 	}
+	visited := map[*scope]bool{}
 	for _, r := range e.rules {
 		for _, inc := range r.active {
-			if inc.scope.failSeen == 0 { // else visited above
+			if inc.scope.failSeen == 0 && !visited[inc.scope] { // else visited above
+				visited[inc.scope] = true
 				visit(inc.scope)
 			}
 		}
@@ -205,17 +210,7 @@ func (e *Engine) Overview(limit int, want []ScopeKey) Overview {
 			o.Wanted = append(o.Wanted, e.view(s, spans[s.typ]))
 		}
 	}
-	for _, r := range e.rules {
-		for _, inc := range r.active {
-			// The rule's own window for the scope type (a fraud surge
-			// looks at a shorter one than the merchant's default).
-			sp := spans[inc.scope.typ]
-			if nb := r.nb[inc.scope.typ]; nb > 0 {
-				sp = e.spanAt(inc.scope.typ, nb, T)
-			}
-			o.Affected = append(o.Affected, e.affected(inc, sp, limit))
-		}
-	}
+	o.Affected = e.affectedAll(spans, T, limit)
 	return o
 }
 
@@ -223,11 +218,15 @@ func (e *Engine) Overview(limit int, want []ScopeKey) Overview {
 // restore: the list is not part of a snapshot).
 func (e *Engine) relistFailing() {
 	visit := func(s *scope) {
+		newest := int64(0)
 		for i := range s.ring {
-			if b := &s.ring[i]; b.n > 0 && b.f[declines] > 0 && s.failSeen == 0 {
-				s.failSeen = slotEpoch + int64(b.slot+1)*e.width[s.typ] - 1
-				e.failing = append(e.failing, s)
+			if b := &s.ring[i]; b.n > 0 && b.f[declines] > 0 {
+				newest = max(newest, slotEpoch+int64(b.slot+1)*e.width[s.typ]-1)
 			}
+		}
+		if newest > 0 && s.failSeen == 0 {
+			s.failSeen = newest
+			e.failing = append(e.failing, s)
 		}
 	}
 	for t := range e.scopes {
@@ -337,45 +336,83 @@ func (e *Engine) view(s *scope, sp span) ScopeView {
 	return v
 }
 
-// affected lists the terminals with failures of the incident's cause in its
-// scope's window (all failures for a decline spike, from the buckets of
-// the scope's terminals being unavailable: only attributed causes keep
-// records, so a decline spike lists none).
-func (e *Engine) affected(inc *incident, sp span, limit int) Affected {
-	out := Affected{AlertID: inc.alert.ID}
-	q := e.queues[inc.rule.cause]
-	if q == nil {
-		return out
+// affectedAll lists, for every firing incident, the terminals with
+// failures of its cause in its scope's window (its rule's window for the
+// scope type). Only attributed causes keep records, so a decline spike
+// lists none. One pass over each cause's records serves all of that
+// cause's incidents: the cost grows with records plus incidents.
+func (e *Engine) affectedAll(spans [event.NumScopeTypes]span, T int64, limit int) []Affected {
+	type target struct {
+		inc  *incident
+		sp   span
+		idx  map[*scope]int
+		list []TerminalFailures
 	}
-	idx := map[*scope]int{}
-	var list []TerminalFailures
-	for _, rec := range q.live() {
-		if rec.dims[inc.scope.typ] != inc.scope || !sp.has(rec.ts) {
-			continue
-		}
-		term := rec.dims[event.ScopeTerminal]
-		if term == nil {
-			continue
-		}
-		i, ok := idx[term]
-		if !ok {
-			i = len(list)
-			idx[term] = i
-			list = append(list, TerminalFailures{Terminal: term.id})
-		}
-		tf := &list[i]
-		tf.Failures++
-		if len(tf.Codes) < 4 && !slices.Contains(tf.Codes, rec.code) {
-			tf.Codes = append(tf.Codes, rec.code)
+	var out []Affected
+	byCause := map[event.Cause]map[*scope][]*target{}
+	var all []*target
+	for _, r := range e.rules {
+		for _, inc := range r.active {
+			sp := spans[inc.scope.typ]
+			if nb := r.nb[inc.scope.typ]; nb > 0 {
+				sp = e.spanAt(inc.scope.typ, nb, T)
+			}
+			t := &target{inc: inc, sp: sp, idx: map[*scope]int{}}
+			all = append(all, t)
+			if e.queues[r.cause] == nil {
+				continue
+			}
+			if byCause[r.cause] == nil {
+				byCause[r.cause] = map[*scope][]*target{}
+			}
+			byCause[r.cause][inc.scope] = append(byCause[r.cause][inc.scope], t)
 		}
 	}
-	slices.SortFunc(list, func(a, b TerminalFailures) int {
-		return cmp.Or(cmp.Compare(b.Failures, a.Failures), cmp.Compare(a.Terminal, b.Terminal))
-	})
-	if len(list) > limit {
-		out.More = len(list) - limit
-		list = list[:limit]
+	for cause, byScope := range byCause {
+		var types [event.NumScopeTypes]bool
+		for s := range byScope {
+			types[s.typ] = true
+		}
+		for _, rec := range e.queues[cause].live() {
+			term := rec.dims[event.ScopeTerminal]
+			if term == nil {
+				continue
+			}
+			for st, ok := range types {
+				if !ok || rec.dims[st] == nil {
+					continue
+				}
+				for _, t := range byScope[rec.dims[st]] {
+					if !t.sp.has(rec.ts) {
+						continue
+					}
+					i, ok := t.idx[term]
+					if !ok {
+						i = len(t.list)
+						t.idx[term] = i
+						t.list = append(t.list, TerminalFailures{Terminal: term.id})
+					}
+					tf := &t.list[i]
+					tf.Failures++
+					if len(tf.Codes) < 4 && !slices.Contains(tf.Codes, rec.code) {
+						tf.Codes = append(tf.Codes, rec.code)
+					}
+				}
+			}
+		}
 	}
-	out.Terminals = list
+	for _, t := range all {
+		a := Affected{AlertID: t.inc.alert.ID}
+		list := t.list
+		slices.SortFunc(list, func(a, b TerminalFailures) int {
+			return cmp.Or(cmp.Compare(b.Failures, a.Failures), cmp.Compare(a.Terminal, b.Terminal))
+		})
+		if len(list) > limit {
+			a.More = len(list) - limit
+			list = list[:limit]
+		}
+		a.Terminals = list
+		out = append(out, a)
+	}
 	return out
 }

@@ -59,7 +59,7 @@ func indexKey(keys []alerting.ScopeKey, k alerting.ScopeKey) int {
 }
 
 // takeOverview copies the detector's overview out when one is due (Run's
-// goroutine, at a flush).
+// goroutine, at a flush); force: the last flush.
 func (p *Pipeline) takeOverview(force bool) {
 	if p.engine == nil {
 		return
@@ -67,13 +67,16 @@ func (p *Pipeline) takeOverview(force bool) {
 	o := &p.overview
 	now := time.Now()
 	o.mu.Lock()
-	due := !o.asked.IsZero() && now.Sub(o.asked) < overviewIdle && (force || now.Sub(o.taken) >= overviewEvery)
+	// The last flush always takes one, so a console opened after the input
+	// ended (demo --stay, replay) has the final state.
+	due := force || (!o.asked.IsZero() && now.Sub(o.asked) < overviewIdle && now.Sub(o.taken) >= overviewEvery)
 	want := append([]alerting.ScopeKey(nil), o.wanted...)
 	o.mu.Unlock()
 	if !due {
 		return
 	}
 	v := p.engine.Overview(overviewLimit, want)
+	v.Taken = now
 	o.mu.Lock()
 	o.last, o.have, o.taken = v, true, now
 	o.mu.Unlock()

@@ -15,6 +15,7 @@
 package console
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -116,7 +118,7 @@ func cacheFor(d time.Duration, h http.Handler) http.Handler {
 	})
 }
 
-func (c *Console) render(w http.ResponseWriter, name string, data any) {
+func (c *Console) render(w http.ResponseWriter, status int, name string, data any) {
 	var b strings.Builder
 	if err := c.tmpl.ExecuteTemplate(&b, name, data); err != nil {
 		c.o.Log.Error("rendering the console", zap.String("page", name), zap.Error(err))
@@ -128,6 +130,7 @@ func (c *Console) render(w http.ResponseWriter, name string, data any) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'self'")
 	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
 	w.Write([]byte(b.String()))
 }
 
@@ -146,13 +149,17 @@ type Frame struct {
 	StatusText  string
 	Firing      int
 	Paging      int
-	Wall        bool // the wall-screen view: incidents, figures, chart and suspects only, larger
+	Wall        bool   // the wall-screen view: incidents, figures, chart and suspects only, larger
+	Stale       string // set when the detector's copy is old (no events flowing)
 }
 
 func (c *Console) frameFor(page string, ov alerting.Overview, have bool, firing []Incident) Frame {
 	now := c.o.Now()
 	f := Frame{Title: c.o.Title, Page: page, Zone: zoneName(c.o.Location, now), Clock: c.clock(now, now),
-		Live: have, Detection: c.o.Live != nil, Storage: c.o.History != nil, Firing: len(firing)}
+		Live: have && !ov.Newest.IsZero(), Detection: c.o.Live != nil, Storage: c.o.History != nil, Firing: len(firing)}
+	if have && !ov.Taken.IsZero() && now.Sub(ov.Taken) > 15*time.Second {
+		f.Stale = "detector state as of " + c.clock(ov.Taken, now) + " (no batch since)"
+	}
 	for _, inc := range firing {
 		if inc.Labels["paging"] != "false" {
 			f.Paging++
@@ -172,7 +179,7 @@ func (c *Console) frameFor(page string, ov alerting.Overview, have bool, firing 
 		f.Status, f.StatusText = "notice", fmt.Sprintf("%d incident%s open, none paging", f.Firing, plural(f.Firing))
 	case !f.Detection:
 		f.Status, f.StatusText = "quiet", "detection is off in this process"
-	case !have:
+	case !have || ov.Newest.IsZero():
 		f.Status, f.StatusText = "quiet", "waiting for the first events"
 	default:
 		f.Status, f.StatusText = "ok", "all clear"
@@ -195,28 +202,45 @@ func (c *Console) incidents() (firing, resolved []Incident) {
 	for _, inc := range resolved {
 		seen[inc.ID] = true
 	}
+	added := false
 	for _, a := range c.o.Active() {
 		if !seen[a.ID] {
 			firing = append(firing, Incident{Alert: a, FirstSeen: a.DetectedAt, Updates: 1})
+			added = true
 		}
+	}
+	if added {
+		slices.SortFunc(firing, func(x, y Incident) int {
+			return cmp.Or(y.StartsAt.Compare(x.StartsAt), cmp.Compare(x.ID, y.ID))
+		})
 	}
 	return firing, resolved
 }
 
+// maxListed bounds the incidents a page renders (a storm of thousands
+// would make a page of megabytes every 3 s); the rest are counted.
+const maxListed = 200
+
 // live returns the detector's overview. The pipeline copies one out only
 // while the console asks, and a drill-down's scope only once asked for,
-// so a page waits a moment for a copy that has what it shows (the
-// copies come every 2 s at most): a page loaded without JavaScript is
-// complete at once.
-func (c *Console) live(ctx context.Context, want ...alerting.ScopeKey) (alerting.Overview, bool) {
+// so a page loaded afresh waits a moment (at most 2.5 s; copies come
+// every 2 s) for a copy that is recent and has what it shows: a page
+// loaded without JavaScript is complete at once. The script's refreshes
+// (X-Console) never wait: the next one shows what this one asked for.
+func (c *Console) live(r *http.Request, want ...alerting.ScopeKey) (alerting.Overview, bool) {
 	if c.o.Live == nil {
 		return alerting.Overview{}, false
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2500*time.Millisecond)
+	ov, have := c.o.Live.Overview(want...)
+	if r.Header.Get("X-Console") != "" {
+		return ov, have
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2500*time.Millisecond)
 	defer cancel()
+	asked := c.o.Now()
 	for {
-		ov, have := c.o.Live.Overview(want...)
-		if have && (len(want) == 0 || holds(ov, want[0])) {
+		fresh := have && (ov.Taken.IsZero() || asked.Sub(ov.Taken) < time.Minute)
+		if fresh && (len(want) == 0 || holds(ov, want[0])) {
 			return ov, have
 		}
 		select {
@@ -224,6 +248,7 @@ func (c *Console) live(ctx context.Context, want ...alerting.ScopeKey) (alerting
 			return ov, have
 		case <-time.After(100 * time.Millisecond):
 		}
+		ov, have = c.o.Live.Overview(want...)
 	}
 }
 
@@ -242,6 +267,8 @@ func holds(ov alerting.Overview, k alerting.ScopeKey) bool {
 type overviewPage struct {
 	Frame
 	Firing, Resolved []incidentView
+	MoreFiring       int // beyond maxListed, not rendered
+	MoreResolved     int
 	Tiles            []tile
 	Chart            template.HTML
 	Legend           []legendItem
@@ -276,7 +303,7 @@ type todayRow struct {
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
-	ov, have := c.live(r.Context())
+	ov, have := c.live(r)
 	firing, resolved := c.incidents()
 	now := c.o.Now()
 	p := overviewPage{Frame: c.frameFor("overview", ov, have, firing)}
@@ -289,10 +316,18 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	if ref.IsZero() {
 		ref = now
 	}
-	for _, inc := range firing {
+	for i, inc := range firing {
+		if i == maxListed {
+			p.MoreFiring = len(firing) - maxListed
+			break
+		}
 		p.Firing = append(p.Firing, c.incidentView(inc, affected[inc.ID], ref, now))
 	}
-	for _, inc := range resolved {
+	for i, inc := range resolved {
+		if i == maxListed/4 {
+			p.MoreResolved = len(resolved) - maxListed/4
+			break
+		}
 		p.Resolved = append(p.Resolved, c.incidentView(inc, alerting.Affected{}, ref, now))
 	}
 	if have {
@@ -351,7 +386,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 				TopCause: causeLabel(t.TopCause)})
 		}
 	}
-	c.render(w, "overview.html", p)
+	c.render(w, http.StatusOK, "overview.html", p)
 }
 
 // today is the business day of ref: [midnight, ref + a minute).
@@ -486,9 +521,8 @@ func (c *Console) incident(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	ov, have := c.live(r.Context())
-	w.WriteHeader(http.StatusNotFound)
-	c.render(w, "missing.html", missingPage{c.frameFor("incident", ov, have, firing),
+	ov, have := c.live(r)
+	c.render(w, http.StatusNotFound, "missing.html", missingPage{c.frameFor("incident", ov, have, firing),
 		"No incident " + id + " is known to this process: resolved incidents are listed for 6 hours, older ones are in ClickHouse's alerts table."})
 }
 

@@ -302,6 +302,17 @@ func TestConsoleIsBehindTheEndpointsAuth(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%s with the token: %d", path, resp.StatusCode)
 		}
+		// A browser: the token as the basic-auth password.
+		req, _ = http.NewRequest("GET", srv.URL+path, nil)
+		req.SetBasicAuth("ops", "s3cret")
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s with the token as basic-auth password: %d", path, resp.StatusCode)
+		}
 	}
 }
 
@@ -367,5 +378,64 @@ func TestWrongClocksAreListed(t *testing.T) {
 	want := []string{"CT-000042 / M-CT-00010 / 17 / 2 days ahead / 2026-11-29 18:00:00", "CT-000007 / M-CT-00002 / 3 / 9490 days behind / 2026-11-29 18:00:00"}
 	if strings.Join(rows, "|") != strings.Join(want, "|") {
 		t.Errorf("wrong-clock rows %q, want %q", rows, want)
+	}
+}
+
+// fakeLive serves copies in turn: the first call gets old, later ones new.
+type fakeLive struct {
+	calls    int
+	old, new alerting.Overview
+}
+
+func (f *fakeLive) Overview(...alerting.ScopeKey) (alerting.Overview, bool) {
+	f.calls++
+	if f.calls == 1 {
+		return f.old, true
+	}
+	return f.new, true
+}
+
+// TestConsoleNeverShowsStaleOrEmptyAsAllClear: with no event ever seen the
+// status is "waiting", not "all clear"; a copy left from before a long
+// time nobody looked is replaced by the next one before the page is
+// rendered; not-found pages keep the security headers.
+func TestConsoleNeverShowsStaleOrEmptyAsAllClear(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	serve := func(live console.Live) *httptest.Server {
+		c, err := console.New(console.Options{Live: live, Board: &console.Board{}, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		c.Register(mux)
+		srv := httptest.NewServer(mux)
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	status := func(doc *html.Node) string {
+		return text(find(doc, func(n *html.Node) bool { return attr(n, "id") == "status" })[0])
+	}
+	empty := &fakeLive{old: alerting.Overview{Taken: now}, new: alerting.Overview{Taken: now}}
+	if s := status(fetch(t, serve(empty).URL+"/", http.StatusOK)); s != "waiting for the first events" {
+		t.Errorf("no event ever seen: status %q", s)
+	}
+	stale := &fakeLive{
+		old: alerting.Overview{Taken: now.Add(-2 * time.Minute), Newest: now.Add(-3 * time.Minute)},
+		new: alerting.Overview{Taken: now, Newest: now.Add(-time.Second)},
+	}
+	doc := fetch(t, serve(stale).URL+"/", http.StatusOK)
+	if top := text(find(doc, func(n *html.Node) bool { return attr(n, "id") == "top" })[0]); !strings.Contains(top, "event time 09:59:59") {
+		t.Errorf("the page shows the stale copy: %s", top)
+	}
+	srv := serve(stale)
+	for _, path := range []string{"/scope/galaxy/1", "/incident/nope", "/scope/terminal/"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Security-Policy") == "" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: %d, CSP %q, nosniff %q", path, resp.StatusCode, resp.Header.Get("Content-Security-Policy"), resp.Header.Get("X-Content-Type-Options"))
+		}
 	}
 }

@@ -71,15 +71,14 @@ type causeRow struct {
 func (c *Console) scope(w http.ResponseWriter, r *http.Request) {
 	typ, id := r.PathValue("type"), r.PathValue("id")
 	st, ok := event.ParseScopeType(typ)
-	if !ok {
-		ov, have := c.live(r.Context())
+	if !ok || id == "" {
+		ov, have := c.live(r)
 		firing, _ := c.incidents()
-		w.WriteHeader(http.StatusNotFound)
-		c.render(w, "missing.html", missingPage{c.frameFor("scope", ov, have, firing), fmt.Sprintf("There is no scope type %q: try terminal, merchant, region, carrier, network, host, acquirer, issuer or model.", typ)})
+		c.render(w, http.StatusNotFound, "missing.html", missingPage{c.frameFor("scope", ov, have, firing), fmt.Sprintf("There is no scope type %q: try terminal, merchant, region, carrier, network, host, acquirer, issuer or model.", typ)})
 		return
 	}
 	key := alerting.ScopeKey{Type: st, ID: id}
-	ov, have := c.live(r.Context(), key)
+	ov, have := c.live(r, key)
 	firing, resolved := c.incidents()
 	now := c.o.Now()
 	ref := ov.Newest
@@ -128,7 +127,7 @@ func (c *Console) scope(w http.ResponseWriter, r *http.Request) {
 	if c.o.History != nil {
 		c.history(r.Context(), &p, typ, id, ref)
 	}
-	c.render(w, "scope.html", p)
+	c.render(w, http.StatusOK, "scope.html", p)
 }
 
 // history adds the rollups' last 24 hours of the scope.

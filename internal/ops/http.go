@@ -30,7 +30,8 @@ type HTTPConfig struct {
 	// disables the server.
 	Listen string `yaml:"listen"`
 	// BearerToken or BasicAuth, when set, protect every endpoint but
-	// /healthz.
+	// /healthz. People opening the console in a browser give the bearer
+	// token as the basic-auth password (any user name).
 	BearerToken secret.String `yaml:"bearer_token"`
 	BasicAuth   BasicAuth     `yaml:"basic_auth"`
 }
@@ -128,6 +129,13 @@ func authenticate(cfg HTTPConfig, next http.Handler) http.Handler {
 			return
 		}
 		if u, p, ok := r.BasicAuth(); ok && user != "" && pass != "" && eq(u, user) && eq(p, pass) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// Browsers cannot send a bearer token when people open the
+		// console: the token is also accepted as a basic-auth password
+		// (any user name).
+		if _, p, ok := r.BasicAuth(); ok && token != "" && eq(p, token) {
 			next.ServeHTTP(w, r)
 			return
 		}
