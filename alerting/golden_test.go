@@ -2,9 +2,14 @@ package alerting_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,5 +85,50 @@ func TestGoldenAlerts(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAlertNumbersAgree: in every golden record, firing or resolved,
+// the summary sentence and the fields describe the same window: the
+// sentence's percentage, "(failures of attempts" and "on N terminals"
+// are the record's rate, failures, attempts and affected.
+func TestAlertNumbersAgree(t *testing.T) {
+	files, err := filepath.Glob("testdata/golden/*.jsonl")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("golden files: %v %v", files, err)
+	}
+	pctRe := regexp.MustCompile(`: (\d+)% of attempts failing`)
+	countRe := regexp.MustCompile(`\((\d+) of (\d+), normal`)
+	termRe := regexp.MustCompile(` on (\d+) terminals`)
+	n := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var a alerting.Alert
+			if err := json.Unmarshal([]byte(line), &a); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			n++
+			p, c := pctRe.FindStringSubmatch(a.Summary), countRe.FindStringSubmatch(a.Summary)
+			if p == nil || c == nil {
+				t.Errorf("%s %s: summary without numbers: %q", f, a.ID, a.Summary)
+				continue
+			}
+			if c[1] != strconv.Itoa(a.Failures) || c[2] != strconv.Itoa(a.Attempts) {
+				t.Errorf("%s %s (%s): summary says %s of %s, fields %d of %d", f, a.ID, a.State, c[1], c[2], a.Failures, a.Attempts)
+			}
+			if want := fmt.Sprintf("%.0f", a.Rate*100); p[1] != want {
+				t.Errorf("%s %s (%s): summary says %s%%, rate %v", f, a.ID, a.State, p[1], a.Rate)
+			}
+			if m := termRe.FindStringSubmatch(a.Summary); m != nil && m[1] != strconv.Itoa(a.Affected) {
+				t.Errorf("%s %s (%s): summary says %s terminals, affected %d", f, a.ID, a.State, m[1], a.Affected)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no golden records")
 	}
 }

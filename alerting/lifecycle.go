@@ -69,17 +69,12 @@ func (e *Engine) fire(r *rule, al alarm, T int64) {
 	e.emit(a)
 }
 
-// update re-confirms a firing incident with the latest window, keeping the
-// peak failures and affected count so the resolved record tells how bad it
-// got.
-func (e *Engine) update(inc *incident, t tally) {
+// update re-confirms a firing incident. Its records keep the numbers of
+// the detection window, the window its summary describes, so attempts,
+// failures, rate, affected and the sentence always agree (they used to
+// take a later peak while the sentence kept the first window).
+func (e *Engine) update(inc *incident, _ tally) {
 	inc.confirmed, inc.quietSince = e.tickNo, 0
-	a := &inc.alert
-	if t.failures >= a.Failures {
-		t.affected = max(t.affected, a.Affected)
-		t.baseline = a.BaselineRate
-		setCounts(a, t)
-	}
 }
 
 // settle resolves incidents of r that were not re-confirmed at T once they
