@@ -20,6 +20,19 @@ var rollupColumn = map[string]string{
 	"carrier": "carrier", "host": "host_id", "issuer": "issuer_id",
 }
 
+// scopeFilter is the WHERE clause selecting one scope ({id:String}) in
+// terminal_minutes; empty for the fleet.
+func scopeFilter(scopeType string) (string, error) {
+	col, ok := rollupColumn[scopeType]
+	if !ok {
+		return "", fmt.Errorf("%s: %w", scopeType, ErrNoRollup)
+	}
+	if col == "" {
+		return "", nil
+	}
+	return " AND " + col + " = {id:String}", nil
+}
+
 // HourCount is one scope's attempts in one hour (starting at Start in the
 // business time zone), by cause ("approved" for approvals).
 type HourCount struct {
@@ -43,13 +56,9 @@ func (h HourCount) Failures() uint64 { return h.Total() - h.Attempts["approved"]
 // drill-down shows beyond the detector's window. scopeType is an
 // event.ScopeType name or "fleet".
 func (c *Client) ScopeHours(ctx context.Context, scopeType, id string, from, to time.Time) ([]HourCount, error) {
-	col, ok := rollupColumn[scopeType]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", scopeType, ErrNoRollup)
-	}
-	where := ""
-	if col != "" {
-		where = " AND " + col + " = {id:String}"
+	where, err := scopeFilter(scopeType)
+	if err != nil {
+		return nil, err
 	}
 	q := fmt.Sprintf(`SELECT toUnixTimestamp(toStartOfHour(minute, {tz:String})) AS h, cause, sum(attempts)
 FROM %s.terminal_minutes
@@ -89,13 +98,9 @@ GROUP BY h, cause ORDER BY h`, c.cfg.Database, where)
 // TopTerminals lists the terminals with most failures over [from, to),
 // within one scope (scopeType "fleet" for all), from terminal_minutes.
 func (c *Client) TopTerminals(ctx context.Context, scopeType, id string, from, to time.Time, limit int) ([]TerminalTotal, error) {
-	col, ok := rollupColumn[scopeType]
-	if !ok {
-		return nil, fmt.Errorf("%s: %w", scopeType, ErrNoRollup)
-	}
-	where := ""
-	if col != "" {
-		where = " AND " + col + " = {id:String}"
+	where, err := scopeFilter(scopeType)
+	if err != nil {
+		return nil, err
 	}
 	// The top cause is chosen from per-cause sums over the period (the
 	// inner query), not from single rollup rows: a cause failing once a

@@ -72,8 +72,14 @@ var shanghai = func() *time.Location {
 
 func newConsole(t *testing.T, live *engineLive, board *console.Board) *httptest.Server {
 	t.Helper()
-	c, err := console.New(console.Options{Live: live, Board: board, Active: live.e.Active, Location: shanghai,
+	return serveConsole(t, console.Options{Live: live, Board: board, Active: live.e.Active, Location: shanghai,
 		Now: func() time.Time { return time.Date(2026, 11, 27, 2, 31, 0, 0, time.UTC) }})
+}
+
+// serveConsole serves a console built from o (closed at the end of the test).
+func serveConsole(t *testing.T, o console.Options) *httptest.Server {
+	t.Helper()
+	c, err := console.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,18 +358,11 @@ func TestBoardKeepsResolvedForAWhile(t *testing.T) {
 func TestWrongClocksAreListed(t *testing.T) {
 	live, board, _, _ := morning(t)
 	last := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
-	c, err := console.New(console.Options{Live: live, Board: board, Location: shanghai,
+	srv := serveConsole(t, console.Options{Live: live, Board: board, Location: shanghai,
 		Skewed: func() []pipeline.ClockSkew {
 			return []pipeline.ClockSkew{{Terminal: "CT-000042", Merchant: "M-CT-00010", Events: 17, Offset: 48 * time.Hour, Last: last},
 				{Terminal: "CT-000007", Merchant: "M-CT-00002", Events: 3, Offset: -26 * 365 * 24 * time.Hour, Last: last}}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	c.Register(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
 	doc := fetch(t, srv.URL+"/", http.StatusOK)
 	var rows []string
 	for _, tr := range find(doc, func(n *html.Node) bool { return n.Data == "tr" }) {
@@ -402,15 +401,7 @@ func (f *fakeLive) Overview(...alerting.ScopeKey) (alerting.Overview, bool) {
 func TestConsoleNeverShowsStaleOrEmptyAsAllClear(t *testing.T) {
 	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	serve := func(live console.Live) *httptest.Server {
-		c, err := console.New(console.Options{Live: live, Board: &console.Board{}, Now: func() time.Time { return now }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		mux := http.NewServeMux()
-		c.Register(mux)
-		srv := httptest.NewServer(mux)
-		t.Cleanup(srv.Close)
-		return srv
+		return serveConsole(t, console.Options{Live: live, Board: &console.Board{}, Now: func() time.Time { return now }})
 	}
 	status := func(doc *html.Node) string {
 		return text(find(doc, func(n *html.Node) bool { return attr(n, "id") == "status" })[0])
