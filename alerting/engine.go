@@ -240,9 +240,12 @@ func (e *Engine) evaluate(T int64) {
 		if r.cfg.Disabled {
 			continue
 		}
-		if r.idx == ruleDeclineSpike {
+		switch r.idx {
+		case ruleDeclineSpike:
 			e.evalDeclineSpike(r, T)
-		} else {
+		case ruleSilence:
+			e.evalSilence(r, T)
+		default:
 			e.evalRule(r, T)
 		}
 	}
