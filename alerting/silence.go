@@ -75,7 +75,7 @@ func (e *Engine) evalSilence(r *rule, T int64) {
 			expected := int(math.Round(lambda))
 			e.fire(r, alarm{kind: KindNetworkOutage, cause: event.CauseNetwork, scope: s, start: sp.from,
 				tally: tally{attempts: n, failures: f[event.CauseNetwork], baseline: e.expected(s, int(event.CauseNetwork))},
-				text: func(a *Alert) (string, string) { return silenceText(a, s.typ, n, expected, sp, e.cfg.Location) }}, T)
+				text:  func(a *Alert) (string, string) { return silenceText(a, s.typ, n, expected, sp, e.cfg.Location) }}, T)
 		}
 	}
 	e.settle(r, T)
