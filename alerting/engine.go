@@ -240,12 +240,9 @@ func (e *Engine) evaluate(T int64) {
 		if r.cfg.Disabled {
 			continue
 		}
-		switch r.idx {
-		case ruleDeclineSpike:
+		if r.idx == ruleDeclineSpike {
 			e.evalDeclineSpike(r, T)
-		case ruleSilence:
-			e.evalSilence(r, T)
-		default:
+		} else {
 			e.evalRule(r, T)
 		}
 	}

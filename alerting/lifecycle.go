@@ -29,9 +29,6 @@ type alarm struct {
 	start     int64 // onset, event time; 0 if unknown
 	tally     tally
 	footprint footprint
-	// text, when set, writes the summary and remedy instead of the
-	// failure-based wording (a silent scope has no failures to describe).
-	text func(*Alert) (summary, remedy string)
 }
 
 func (e *Engine) fire(r *rule, al alarm, T int64) {
@@ -64,12 +61,7 @@ func (e *Engine) fire(r *rule, al alarm, T int64) {
 	} else {
 		a.Labels[dimLabel(s.typ)] = s.id
 	}
-	if al.text != nil {
-		a.Summary, a.Remedy = al.text(&a)
-		a.Labels["signal"] = "silence"
-	} else {
-		a.Summary, a.Remedy = describe(&a, al.footprint, e.cfg.Location)
-	}
+	a.Summary, a.Remedy = describe(&a, al.footprint, e.cfg.Location)
 	inc := &incident{alert: a, rule: r, scope: s, confirmed: e.tickNo}
 	s.setIncident(r.idx, inc)
 	r.active = append(r.active, inc)
@@ -124,7 +116,7 @@ func (e *Engine) underNetworkOutage(term *scope) bool {
 		return false
 	}
 	for _, s := range term.dims {
-		if s != nil && s != term && (s.incident(ruleNetwork) != nil || s.incident(ruleSilence) != nil) {
+		if s != nil && s != term && s.incident(ruleNetwork) != nil {
 			return true
 		}
 	}

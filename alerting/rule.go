@@ -22,7 +22,6 @@ const (
 	ruleDataTransmission
 	ruleFraud
 	ruleDeclineSpike
-	ruleSilence
 	numRules
 )
 
@@ -46,7 +45,6 @@ func (e *Engine) newRules() {
 	mk(ruleDataTransmission, KindDataTransmission, event.CauseDataTransmission, event.ScopeTerminal, event.ScopeMerchant, event.ScopeHost)
 	mk(ruleFraud, KindFraudAttack, event.CauseFraudRisk, event.ScopeMerchant, event.ScopeIssuer)
 	mk(ruleDeclineSpike, KindDeclineSpike, event.CauseNone, event.ScopeMerchant)
-	mk(ruleSilence, KindNetworkOutage, event.CauseNetwork, event.ScopeRegion, event.ScopeCarrier, event.ScopeHost)
 }
 
 // kindFor maps a winning scope to the alert kind: network-cause failures
@@ -90,9 +88,6 @@ func (e *Engine) act(ev *evaluation, c *candidate) {
 		if c.firing {
 			e.update(s.incident(r.idx), c.tally)
 			return
-		}
-		if r.idx == ruleNetwork && s.incident(ruleSilence) != nil {
-			return // already raised as silent: one incident, one page
 		}
 		if s.typ == event.ScopeTerminal && e.underNetworkOutage(s) {
 			e.stats.Inhibited++

@@ -14,21 +14,28 @@ import (
 // detector's notion of time. Before the event-time merge, each accepted
 // event's time is screened. Live (run), an event dated more than
 // max_ahead after the monitor's wall clock cannot be right. Without a
-// wall clock (replay of recorded days), the reference is the fleet's own
-// time: the newest event time a tenth of the recently active terminals
-// have reached, which wrong clocks on fewer terminals cannot move. Events dated more than
+// wall clock (replay of recorded days, the demo), the reference is the
+// fleet's own time: the newest event time a tenth of the recently active
+// terminals have reached, which wrong clocks on fewer terminals cannot
+// move; only events more than max_ahead_of_fleet (a day) ahead of it are
+// caught, since that time lags in sparse traffic and jumps over nights. Events dated more than
 // max_behind before that reference are wrong too (a default clock of
 // 2000-01-01). Such events are counted as clock_skew, excluded from
 // detection and reported per terminal (a wrong clock is a finding for
 // field service); they are still stored and forwarded as they came.
-// Until events from eight terminals are in, a recording is screened only
+// Until events from three terminals are in, a recording is screened only
 // by the wall clock (live) or not at all (replay).
 
 // ClockConfig is the `clock:` section.
 type ClockConfig struct {
 	// MaxAhead: an event dated more than this after the wall clock (run)
-	// or after the fleet's time (replay) is clock_skew. Default 10m.
+	// is clock_skew. Default 10m.
 	MaxAhead time.Duration `yaml:"max_ahead"`
+	// MaxAheadOfFleet: without a wall clock (replay, demo), an event dated
+	// more than this after the fleet's time is clock_skew. Default 24h:
+	// the fleet's time lags its newest events in sparse traffic and jumps
+	// over nights, so only days-ahead clocks are caught there.
+	MaxAheadOfFleet time.Duration `yaml:"max_ahead_of_fleet"`
 	// MaxBehind: an event dated more than this before the fleet's time is
 	// clock_skew (store-and-forward uploads are minutes to hours late).
 	// Default 168h.
@@ -37,15 +44,17 @@ type ClockConfig struct {
 
 func (c ClockConfig) withDefaults() ClockConfig {
 	c.MaxAhead = cmp.Or(c.MaxAhead, 10*time.Minute)
+	c.MaxAheadOfFleet = cmp.Or(c.MaxAheadOfFleet, 24*time.Hour)
 	c.MaxBehind = cmp.Or(c.MaxBehind, 7*24*time.Hour)
 	return c
 }
 
 // The fleet's time is read from a sample of recent events: the newest
-// time that a tenth of the distinct terminals in the sample (at least
-// eight) have reached. Wrong clocks on fewer terminals than that cannot
-// move it; a fleet that really moves on (a recording with a gap of days)
-// moves it within a few hundred events.
+// time that eight of the distinct terminals in the sample have reached
+// (a tenth of them in a fleet of fewer than 80, at least three). Wrong
+// clocks on fewer terminals than that cannot move it; a fleet that really
+// moves on (a recording with a gap of days) moves it within a few
+// hundred events.
 const (
 	clockSample  = 1024 // recent events sampled
 	clockRefresh = 256  // events between recomputations once warm
@@ -57,11 +66,12 @@ type eventClock struct {
 	cfg  ClockConfig
 	wall func() time.Time // nil: no wall clock (replay)
 
-	ring  [clockSample]terminalTime
-	n     int // events noted
-	fleet int64
-	known bool
-	tmp   []terminalTime
+	ring          [clockSample]terminalTime
+	n             int // events noted
+	lastRecompute int // n at the last recomputation
+	fleet         int64
+	known         bool
+	tmp           []terminalTime
 }
 
 type terminalTime struct {
@@ -83,7 +93,17 @@ func (c *eventClock) skewed(ev *event.Event) (bool, time.Duration) {
 		return false, 0
 	}
 	d := time.Duration(ts - c.fleet)
-	if (c.wall == nil && d > c.cfg.MaxAhead) || d < -c.cfg.MaxBehind {
+	ahead := c.wall == nil && d > c.cfg.MaxAheadOfFleet
+	if ahead && c.n-c.lastRecompute >= 64 {
+		// Sparse traffic can outrun the regular recomputation: look
+		// again before calling it a wrong clock (at most every 64 events,
+		// so a flood of wrong times costs little).
+		c.fleet, c.known = c.recompute()
+		c.lastRecompute = c.n
+		d = time.Duration(ts - c.fleet)
+		ahead = d > c.cfg.MaxAheadOfFleet
+	}
+	if ahead || d < -c.cfg.MaxBehind {
 		return true, d
 	}
 	return false, 0
@@ -110,6 +130,7 @@ func (c *eventClock) note(terminal string, ts int64) {
 	c.n++
 	if c.n == 16 || c.n == 64 || c.n%clockRefresh == 0 {
 		c.fleet, c.known = c.recompute()
+		c.lastRecompute = c.n
 	}
 }
 
@@ -128,7 +149,10 @@ func (c *eventClock) recompute() (int64, bool) {
 			newest = append(newest, t)
 		}
 	}
-	q := max(clockMinQ, len(newest)/10)
+	// A tenth of the terminals, but at most clockMinQ: terminals that
+	// went quiet stay in the sample with old times, and in sparse traffic
+	// (a night, a few shops) the few still sending must move the clock.
+	q := max(3, min(len(newest)/10, clockMinQ))
 	if len(newest) < q {
 		return 0, false
 	}

@@ -73,6 +73,25 @@ func TestEventClock(t *testing.T) {
 		{"OLD", -8 * day, true},
 	})
 
+	t.Run("replay: a sparse night and a closed night are not wrong clocks", func(t *testing.T) {
+		c := &eventClock{cfg: ClockConfig{}.withDefaults()}
+		warm(c)
+		at := t0.Add(time.Minute)
+		for i := range 400 { // five events an hour from a few shops
+			at = at.Add(12 * time.Minute)
+			ev := event.Event{Terminal: fmt.Sprintf("N%d", i%3), Time: at}
+			if got, off := c.skewed(&ev); got {
+				t.Fatalf("night event %d at %s skewed (offset %s)", i, at, off)
+			}
+		}
+		at = at.Add(8 * time.Hour) // closed, then the morning
+		for i := range 300 {
+			ev := event.Event{Terminal: fmt.Sprintf("M%d", i%50), Time: at.Add(time.Duration(i) * time.Second)}
+			if got, off := c.skewed(&ev); got {
+				t.Fatalf("morning event %d skewed (offset %s)", i, off)
+			}
+		}
+	})
 	t.Run("replay: the fleet itself jumps two days (a gap in the recording)", func(t *testing.T) {
 		c := &eventClock{cfg: ClockConfig{}.withDefaults()}
 		warm(c)
@@ -88,20 +107,20 @@ func TestEventClock(t *testing.T) {
 			t.Errorf("after the jump, %d events were skewed, the last at %d: want the clock to follow within %d events", skewed, last, clockRefresh)
 		}
 	})
-	t.Run("wrong clocks on fewer than a tenth of the terminals do not move the fleet's time", func(t *testing.T) {
+	t.Run("wrong clocks on fewer than eight terminals do not move the fleet's time", func(t *testing.T) {
 		c := &eventClock{cfg: ClockConfig{}.withDefaults()}
 		warm(c)
 		rng := rand.New(rand.NewPCG(1, 2))
 		for i := range 3000 {
-			// A hundred terminals in random order; nine of them run two
+			// A hundred terminals in random order; seven of them run two
 			// days ahead.
 			n := rng.IntN(100)
 			term, at := fmt.Sprintf("T%d", n), t0.Add(time.Minute+time.Duration(i)*time.Second)
-			if n < 9 {
+			if n < 7 {
 				at = at.Add(2 * day)
 			}
 			ev := event.Event{Terminal: term, Time: at}
-			if got, _ := c.skewed(&ev); got != (n < 9) {
+			if got, _ := c.skewed(&ev); got != (n < 7) {
 				t.Fatalf("event %d of %s at %s: skewed %v", i, term, at, got)
 			}
 		}

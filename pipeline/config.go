@@ -156,8 +156,9 @@ func list(v string) []string {
 // Validate reports every problem with specific messages.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Clock.MaxAhead < 0 || c.Clock.MaxBehind < 0 {
-		errs = append(errs, fmt.Errorf("clock: max_ahead %s and max_behind %s must not be negative", c.Clock.MaxAhead, c.Clock.MaxBehind))
+	if c.Clock.MaxAhead < 0 || c.Clock.MaxBehind < 0 || c.Clock.MaxAheadOfFleet < 0 {
+		errs = append(errs, fmt.Errorf("clock: max_ahead %s, max_ahead_of_fleet %s and max_behind %s must not be negative",
+			c.Clock.MaxAhead, c.Clock.MaxAheadOfFleet, c.Clock.MaxBehind))
 	}
 	if c.DefaultScheme != "" {
 		if _, ok := event.ParseScheme(c.DefaultScheme); !ok {

@@ -29,6 +29,9 @@ type RunOptions struct {
 	// NoDeadLetters: another consumer of the same stream in this process
 	// writes the dead letters (rejections are still counted here).
 	NoDeadLetters bool
+	// Recorded: the stream is a recording played back with its own times
+	// (the demo), so event times are not bounded by the wall clock.
+	Recorded bool
 }
 
 // Runner is `declinemon run`: the pipeline on a Kafka consumer group, with
@@ -65,6 +68,9 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	po := Options{Config: o.Config, Rules: o.Rules, Store: o.Store, Alerts: o.Alerts, DeadLetters: r.dead, Log: o.Log,
 		BatchSize: kc.BatchSize, FlushInterval: kc.FlushInterval, ShutdownTimeout: kc.ShutdownTimeout, EndOfInput: o.EndOfInput,
 		WallClock: time.Now}
+	if o.Recorded {
+		po.WallClock = nil
+	}
 	if o.NoDeadLetters {
 		po.DeadLetters = nil
 	}

@@ -241,7 +241,10 @@ func (s *Summary) Write(w io.Writer) error {
 			end = "resolved " + t.In(loc).Format(summaryTimeLayout)
 		}
 		paging := ""
-		if a.Labels["paging"] == "false" {
+		switch {
+		case a.Labels["notice"] == "merchant":
+			paging = " [non-paging: customer-side merchant notice]"
+		case a.Labels["paging"] == "false":
 			paging = " [non-paging: maintenance]"
 		}
 		fmt.Fprintf(w, "  %s %s=%s detected %s, %s%s\n      %s\n",

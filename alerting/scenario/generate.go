@@ -13,10 +13,9 @@ import (
 
 // Incident is one injected fault and what the detector should say about it.
 type Incident struct {
-	// Type selects the fault: region_outage, silent_region (most of a
-	// region's terminals stop sending, their stored attempts arrive after
-	// it), carrier_outage, host_outage, failing_terminal, model_defect,
-	// issuer_outage, fraud_attack, mac_errors, decline_spike.
+	// Type selects the fault: region_outage, carrier_outage, host_outage,
+	// failing_terminal, model_defect, issuer_outage, fraud_attack,
+	// mac_errors, decline_spike.
 	Type string `json:"type"`
 	// At and For place it relative to the scenario start.
 	At  Duration `json:"at"`
@@ -85,12 +84,6 @@ type fault struct {
 	codes     []code
 	probesMin float64 // extra card-testing attempts per minute (fraud)
 	terms     []int   // terminals of the merchant (fraud probes)
-	// silence is the share of the scope's attempts held back (stored
-	// offline) while the fault lasts; they are delivered, approved and
-	// with their original times, when it ends.
-	silence float64
-	backlog []event.Event
-	flushed bool
 }
 
 type code struct {
@@ -156,25 +149,10 @@ func (s Scenario) Generate(emit func(ev *event.Event)) (Truth, error) {
 			batch = append(batch, int64(rng.IntN(1e9)))
 		}
 		slices.Sort(batch)
-		for _, f := range faults {
-			if f.silence > 0 && !f.flushed && !sec.Before(f.exp.End) {
-				// The link is back: the stored attempts arrive late.
-				f.flushed = true
-				for i := range f.backlog {
-					emit(&f.backlog[i])
-				}
-				f.backlog = nil
-			}
-		}
 		for _, off := range batch {
 			ti := pick(e.cum, rng)
 			seq++
 			e.attempt(&ev, ti, sec.Add(time.Duration(off)).In(loc), seq, active, rng, false)
-			if f := silencing(active, e, ti, &ev, rng); f != nil {
-				ev.ResponseCode, ev.TerminalError = "00", ""
-				f.backlog = append(f.backlog, ev)
-				continue
-			}
 			emit(&ev)
 		}
 		for _, f := range active {
@@ -189,24 +167,8 @@ func (s Scenario) Generate(emit func(ev *event.Event)) (Truth, error) {
 			}
 		}
 	}
-	for _, f := range faults {
-		for i := range f.backlog { // the scenario ended first
-			emit(&f.backlog[i])
-		}
-		f.backlog = nil
-	}
 	truth.Events = seq
 	return truth, nil
-}
-
-// silencing returns the silent fault that holds this attempt back, if any.
-func silencing(active []*fault, e *estate, ti int, ev *event.Event, rng *rand.Rand) *fault {
-	for _, f := range active {
-		if f.silence > 0 && e.hits(f, &e.terms[ti], ev, false) && rng.Float64() < f.silence {
-			return f
-		}
-	}
-	return nil
 }
 
 func poisson(rng *rand.Rand, lambda float64) int {
@@ -346,15 +308,6 @@ func (e *estate) fault(inc Incident, start time.Time, rng *rand.Rand) (*fault, e
 		choose(e.regions)
 		rate(0.85)
 		f.codes = tcodes("COMM_TIMEOUT", "HOST_UNREACHABLE", "PPP_DIAL_FAIL", "COMM_LINK_DOWN")
-	case "silent_region":
-		// A backbone cut: most terminals of the region cannot ship
-		// anything; they approve offline and upload after recovery. What
-		// does get through is a trickle, some of it timing out.
-		f.scope, f.exp.Kind = event.ScopeRegion, "network_outage"
-		choose(e.regions)
-		f.silence = 0.85
-		rate(0.3)
-		f.codes = tcodes("COMM_TIMEOUT", "COMM_LINK_DOWN")
 	case "carrier_outage":
 		f.scope, f.exp.Kind = event.ScopeCarrier, "network_outage"
 		choose(e.carriers)

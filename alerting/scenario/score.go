@@ -22,20 +22,6 @@ var Targets = map[string]time.Duration{
 	"decline_spike":     15 * time.Minute,
 }
 
-// TypeTargets override Targets for incident types detected by other
-// evidence: a silent region has no failures to count, only traffic that
-// went missing.
-var TypeTargets = map[string]time.Duration{
-	"silent_region": 3 * time.Minute,
-}
-
-func target(exp Expected) time.Duration {
-	if d, ok := TypeTargets[exp.Type]; ok {
-		return d
-	}
-	return Targets[exp.Kind]
-}
-
 // Outcome is how one expected incident fared.
 type Outcome struct {
 	Expected
@@ -130,7 +116,7 @@ func Evaluate(truth Truth, alerts []alerting.Alert) Score {
 				o.TTD = a.DetectedAt.Sub(exp.Start)
 				// A declared maintenance incident must be recorded and
 				// not page; how fast does not matter to anyone.
-				o.WithinGoal = o.TTD <= target(exp) || exp.Maintenance
+				o.WithinGoal = o.TTD <= Targets[exp.Kind] || exp.Maintenance
 				o.NonPaging = a.Labels["paging"] == "false"
 				o.Resolved = resolved[a.ID]
 				o.AlertID = a.ID
@@ -201,7 +187,7 @@ func WriteTable(w io.Writer, scores []Score) error {
 			if i == 0 {
 				fp = fmt.Sprint(len(s.FalsePositives))
 			}
-			goal := target(o.Expected).String()
+			goal := Targets[o.Kind].String()
 			if o.Maintenance {
 				goal = "(no page)"
 			}

@@ -18,8 +18,6 @@ func Suite() []Scenario {
 		{Name: "quiet-day", Fleet: Fleet{Seed: 1, Terminals: 2000, IDPrefix: "QD", RegionBase: 110000}, Start: day, Duration: at(24, 0)},
 		{Name: "regional-outage", Fleet: Fleet{Seed: 2, Terminals: 3000, Regions: 10, IDPrefix: "RO", RegionBase: 330100},
 			Start: morning, Duration: at(4, 0), Incidents: []Incident{{Type: "region_outage", At: at(2, 6), For: mins(25)}}},
-		{Name: "silent-region", Fleet: Fleet{Seed: 13, Terminals: 3000, Regions: 8, IDPrefix: "SR", RegionBase: 350100},
-			Start: morning, Duration: at(4, 0), Incidents: []Incident{{Type: "silent_region", At: at(2, 0), For: mins(40)}}},
 		{Name: "carrier-outage", Fleet: Fleet{Seed: 3, Terminals: 2500, Regions: 6, Carriers: 3, IDPrefix: "CO", RegionBase: 440300},
 			Start: morning, Duration: at(4, 0), Incidents: []Incident{{Type: "carrier_outage", At: at(2, 0), For: mins(20)}}},
 		{Name: "host-outage", Fleet: Fleet{Seed: 4, Terminals: 3000, Hosts: 5, IDPrefix: "HO", RegionBase: 510100},

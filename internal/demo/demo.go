@@ -110,7 +110,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	})
 	sinks := append([]pipeline.AlertSink{collect, console}, o.Alerts...)
-	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Store: o.Store, Alerts: sinks, Log: o.Log, EndOfInput: true})
+	// The scenario is dated to end around now and played faster than the
+	// clock, so its times run ahead of the wall clock: a recording.
+	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Store: o.Store, Alerts: sinks, Log: o.Log, EndOfInput: true, Recorded: true})
 	if err != nil {
 		return nil, err
 	}
