@@ -134,9 +134,9 @@ func (c *eventClock) note(terminal string, ts int64) {
 	}
 }
 
-// recompute returns the newest time reached by a tenth (at least
-// clockMinQ) of the distinct terminals sampled: each terminal counts once,
-// at its newest sampled time.
+// recompute returns the newest time reached by clockMinQ of the distinct
+// terminals sampled (a tenth of them, at least three, when fewer than 80):
+// each terminal counts once, at its newest sampled time.
 func (c *eventClock) recompute() (int64, bool) {
 	k := min(c.n, clockSample)
 	c.tmp = append(c.tmp[:0], c.ring[:k]...)
