@@ -73,7 +73,7 @@ func (e *Engine) fire(r *rule, al alarm, T int64) {
 // the detection window, the window its summary describes, so attempts,
 // failures, rate, affected and the sentence always agree (they used to
 // take a later peak while the sentence kept the first window).
-func (e *Engine) update(inc *incident, _ tally) {
+func (e *Engine) update(inc *incident) {
 	inc.confirmed, inc.quietSince = e.tickNo, 0
 }
 

@@ -86,7 +86,7 @@ func (e *Engine) act(ev *evaluation, c *candidate) {
 		r.holds.renew(s, T)
 	case verdictConfirmed:
 		if c.firing {
-			e.update(s.incident(r.idx), c.tally)
+			e.update(s.incident(r.idx))
 			return
 		}
 		if s.typ == event.ScopeTerminal && e.underNetworkOutage(s) {

@@ -91,7 +91,7 @@ func (e *Engine) testSpike(r *rule, s *scope, sp span, T int64) {
 	}
 	s.suspect = e.tickNo
 	if inc != nil {
-		e.update(inc, tally{failures: k, attempts: n, affected: inc.alert.Affected})
+		e.update(inc)
 		return
 	}
 	dom := e.dominantCause(s, n, f)

@@ -60,12 +60,6 @@ func footprintOf(recs []record, s *scope, sp span) footprint {
 	return fp
 }
 
-var scopeLabel = [event.NumScopeTypes]string{
-	event.ScopeTerminal: "Terminal", event.ScopeMerchant: "Merchant", event.ScopeRegion: "Region",
-	event.ScopeCarrier: "Carrier", event.ScopeNetwork: "Network type", event.ScopeHost: "Host",
-	event.ScopeAcquirer: "Acquirer", event.ScopeIssuer: "Issuer", event.ScopeModel: "Model/firmware",
-}
-
 // timeLayout is how alert texts give a time: the clock time in the
 // business time zone with its UTC offset ("09:41 +08:00").
 const timeLayout = "15:04 -07:00"
@@ -78,7 +72,7 @@ func describe(a *Alert, fp footprint, loc *time.Location) (summary, remedy strin
 		loc = time.UTC
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s: %.0f%% of attempts failing", scopeLabel[st], a.ScopeID, a.Rate*100)
+	fmt.Fprintf(&b, "%s %s: %.0f%% of attempts failing", st.Label(), a.ScopeID, a.Rate*100)
 	if a.Affected > 1 && st != event.ScopeTerminal {
 		fmt.Fprintf(&b, " on %d terminals", a.Affected)
 	}
@@ -193,17 +187,17 @@ func remedyFor(a *Alert, st event.ScopeType, fp footprint) string {
 		case event.ScopeNetwork:
 			return fmt.Sprintf("Every %s terminal is affected: check the shared %s path (APN, gateway, ISP) and fail over to another link type.", id, id)
 		default:
-			return fmt.Sprintf("Check %s %s front-end connectivity; fail over to a backup route and confirm with the network team.", strings.ToLower(scopeLabel[st]), id)
+			return fmt.Sprintf("Check %s %s front-end connectivity; fail over to a backup route and confirm with the network team.", strings.ToLower(st.Label()), id)
 		}
 	case KindIssuerOutage:
-		return fmt.Sprintf("No terminal work needed: suppress terminal tickets, ask cardholders for another card, and escalate to the scheme/%s %s; check whether a maintenance window was announced.", strings.ToLower(scopeLabel[st]), id)
+		return fmt.Sprintf("No terminal work needed: suppress terminal tickets, ask cardholders for another card, and escalate to the scheme/%s %s; check whether a maintenance window was announced.", strings.ToLower(st.Label()), id)
 	case KindTerminalHardware:
 		if st == event.ScopeModel {
 			return fmt.Sprintf("Batch defect likely on %s: halt any rollout and roll the firmware back through the TMS; raise it with the vendor.", id)
 		}
 		return fmt.Sprintf("Dispatch a technician or swap terminal %s: clean or replace the card reader, check battery and printer; pull it from service if tampering is reported.", id)
 	case KindDataTransmission:
-		return fmt.Sprintf("Run sign-in / key exchange on the affected terminals of %s %s; verify key injection and review recent key or configuration changes.", strings.ToLower(scopeLabel[st]), id)
+		return fmt.Sprintf("Run sign-in / key exchange on the affected terminals of %s %s; verify key injection and review recent key or configuration changes.", strings.ToLower(st.Label()), id)
 	case KindFraudAttack:
 		if st == event.ScopeIssuer {
 			return fmt.Sprintf("Possible BIN attack on issuer %s: alert the issuer and risk team, apply velocity caps per BIN, block manual and fallback entry.", id)

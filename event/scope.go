@@ -21,6 +21,18 @@ var scopeNames = [NumScopeTypes]string{
 	"terminal", "merchant", "region", "carrier", "network", "host", "acquirer", "issuer", "model",
 }
 
+var scopeLabels = [NumScopeTypes]string{
+	"Terminal", "Merchant", "Region", "Carrier", "Network type", "Host", "Acquirer", "Issuer", "Model/firmware",
+}
+
+// Label is the scope type's name for people ("Network type").
+func (s ScopeType) Label() string {
+	if s < NumScopeTypes {
+		return scopeLabels[s]
+	}
+	return "invalid"
+}
+
 func (s ScopeType) String() string {
 	if s < NumScopeTypes {
 		return scopeNames[s]

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -38,7 +39,7 @@ func (p *Pipeline) Overview(want ...alerting.ScopeKey) (alerting.Overview, bool)
 	defer o.mu.Unlock()
 	o.asked = time.Now()
 	for _, k := range want {
-		if i := indexKey(o.wanted, k); i >= 0 {
+		if i := slices.Index(o.wanted, k); i >= 0 {
 			o.wanted = append(o.wanted[:i], o.wanted[i+1:]...)
 		}
 		o.wanted = append(o.wanted, k)
@@ -47,15 +48,6 @@ func (p *Pipeline) Overview(want ...alerting.ScopeKey) (alerting.Overview, bool)
 		}
 	}
 	return o.last, o.have
-}
-
-func indexKey(keys []alerting.ScopeKey, k alerting.ScopeKey) int {
-	for i, w := range keys {
-		if w == k {
-			return i
-		}
-	}
-	return -1
 }
 
 // takeOverview copies the detector's overview out when one is due (Run's

@@ -344,7 +344,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 			p.TopTerminals.Rows = append(p.TopTerminals.Rows, c.scopeRow(v, now))
 		}
 		for _, t := range []event.ScopeType{event.ScopeRegion, event.ScopeCarrier, event.ScopeHost, event.ScopeIssuer, event.ScopeModel} {
-			g := scopeGroup{Label: scopeLabel[t], Plural: scopePlural[t]}
+			g := scopeGroup{Label: t.Label(), Plural: scopePlural[t]}
 			for i, v := range ov.Top[t] {
 				if i == 5 {
 					break
@@ -477,7 +477,7 @@ func (c *Console) incidentView(inc Incident, aff alerting.Affected, ref, now tim
 	a := inc.Alert
 	st, _ := event.ParseScopeType(a.ScopeType)
 	v := incidentView{ID: a.ID, URL: "/incident/" + a.ID, Kind: a.Kind.String(), KindLabel: kindLabel[a.Kind], Cause: causeLabel(a.Cause),
-		ScopeLabel: scopeLabel[st], ScopeID: a.ScopeID, ScopeURL: scopeURL(st, a.ScopeID),
+		ScopeLabel: st.Label(), ScopeID: a.ScopeID, ScopeURL: scopeURL(st, a.ScopeID),
 		Severity: a.Labels["severity"], Paging: a.Labels["paging"] != "false", Firing: a.State != alerting.StateResolved,
 		Maintenance: a.Labels["maintenance"] == "true",
 		Since:       c.clock(a.StartsAt, ref), Detected: c.clock(a.DetectedAt, ref),
@@ -494,7 +494,7 @@ func (c *Console) incidentView(inc Incident, aff alerting.Affected, ref, now tim
 	}
 	for t := event.ScopeMerchant; t < event.NumScopeTypes; t++ {
 		if id := a.Labels[labelOf(t)]; id != "" && t != st {
-			v.Related = append(v.Related, link{Label: scopeLabel[t] + " " + id, URL: scopeURL(t, id)})
+			v.Related = append(v.Related, link{Label: t.Label() + " " + id, URL: scopeURL(t, id)})
 		}
 	}
 	return v

@@ -24,12 +24,6 @@ var kindLabel = [alerting.NumKinds]string{
 	alerting.KindDeclineSpike:     "Decline spike",
 }
 
-var scopeLabel = [event.NumScopeTypes]string{
-	event.ScopeTerminal: "Terminal", event.ScopeMerchant: "Merchant", event.ScopeRegion: "Region",
-	event.ScopeCarrier: "Carrier", event.ScopeNetwork: "Network type", event.ScopeHost: "Host",
-	event.ScopeAcquirer: "Acquirer", event.ScopeIssuer: "Issuer", event.ScopeModel: "Model/firmware",
-}
-
 var scopePlural = [event.NumScopeTypes]string{
 	event.ScopeTerminal: "Terminals", event.ScopeMerchant: "Merchants", event.ScopeRegion: "Regions",
 	event.ScopeCarrier: "Carriers", event.ScopeNetwork: "Network types", event.ScopeHost: "Hosts",

@@ -28,7 +28,7 @@ type scopeRow struct {
 }
 
 func (c *Console) scopeRow(v alerting.ScopeView, now time.Time) scopeRow {
-	r := scopeRow{Type: v.Type.String(), ID: v.ID, URL: scopeURL(v.Type, v.ID), Label: scopeLabel[v.Type],
+	r := scopeRow{Type: v.Type.String(), ID: v.ID, URL: scopeURL(v.Type, v.ID), Label: v.Type.Label(),
 		Attempts: v.Attempts, Failures: v.Failures[event.CauseNone], Rate: pct(v.Rate()), Expected: pct(v.Expected),
 		Hot:     v.Attempts > 0 && v.Rate() > 2*v.Expected && v.Failures[event.CauseNone] >= 3,
 		Suspect: v.Suspect, Window: duration(v.Window), LastSeen: c.clock(v.Last, now)}
@@ -85,7 +85,7 @@ func (c *Console) scope(w http.ResponseWriter, r *http.Request) {
 	if ref.IsZero() {
 		ref = now
 	}
-	p := scopePage{Frame: c.frameFor("scope", ov, have, firing), Type: typ, ID: id, Label: scopeLabel[st]}
+	p := scopePage{Frame: c.frameFor("scope", ov, have, firing), Type: typ, ID: id, Label: st.Label()}
 	var view *alerting.ScopeView
 	find := func(list []alerting.ScopeView) {
 		for i := range list {
@@ -108,7 +108,7 @@ func (c *Console) scope(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		for _, d := range view.Dims {
-			p.Dims = append(p.Dims, link{Label: scopeLabel[d.Type] + " " + d.ID, URL: scopeURL(d.Type, d.ID)})
+			p.Dims = append(p.Dims, link{Label: d.Type.Label() + " " + d.ID, URL: scopeURL(d.Type, d.ID)})
 		}
 	} else {
 		p.Pending = have
