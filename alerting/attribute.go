@@ -19,8 +19,8 @@ import (
 // ties in attribution (a host serving exactly one region is reported as
 // the host: that is where ops act).
 var narrowness = [event.NumScopeTypes]int{
-	event.ScopeTerminal: 0, event.ScopeModel: 1, event.ScopeMerchant: 2, event.ScopeHost: 3,
-	event.ScopeCarrier: 4, event.ScopeIssuer: 5, event.ScopeRegion: 6, event.ScopeNetwork: 7, event.ScopeAcquirer: 8,
+	event.ScopeTerminal: 0, event.ScopeModel: 1, event.ScopeMerchant: 2, event.ScopeHost: 3, event.ScopeRegionCarrier: 4,
+	event.ScopeCarrier: 5, event.ScopeIssuer: 6, event.ScopeRegion: 7, event.ScopeNetwork: 8, event.ScopeAcquirer: 9,
 }
 
 // verdict is what attribution decided about a candidate.
@@ -52,6 +52,10 @@ type candidate struct {
 
 	verdict verdict
 	tally   tally // set when taken
+	// bySeq: passed on its sequential evidence alone, whose run (set by
+	// seqPasses) the alert reports.
+	bySeq bool
+	run   tally
 }
 
 // residualAttempts is the window's attempts less the failures that scopes
@@ -100,7 +104,10 @@ func (ev *evaluation) gather(e *Engine) {
 	for id := range ev.seen {
 		sc := &ev.seen[id]
 		sc.cand = -1
-		if sc.failures >= hold || sc.s.incident(r.idx) != nil {
+		if sequential(r, sc.s.typ) {
+			e.seqCatchUp(sc.s, e.slot(sc.s.typ, ev.T))
+		}
+		if sc.failures >= hold || sc.s.incident(r.idx) != nil || (sequential(r, sc.s.typ) && sc.s.seqAlarm()) {
 			sc.cand = int32(len(ev.cands))
 			sc.s.suspect = e.tickNo
 			ev.cands = append(ev.cands, candidate{s: sc.s, failures: sc.failures})
@@ -185,6 +192,8 @@ func (ev *evaluation) best(e *Engine) (best int, passed bool) {
 		}
 		k, n := c.residual, c.residualAttempts()
 		ok := e.passes(ev.rule, c.s.typ, k, n, c.affected, c.baseline, c.firing)
+		c.bySeq = !ok && ev.seqPasses(e, c)
+		ok = ok || c.bySeq
 		if !ok && !c.firing {
 			continue
 		}
@@ -209,6 +218,9 @@ func (ev *evaluation) take(e *Engine, i int, passed bool) {
 	c := &ev.cands[i]
 	ev.taken = append(ev.taken, int32(i))
 	c.tally = tally{failures: c.residual, attempts: c.residualAttempts(), affected: c.affected, baseline: c.baseline}
+	if c.bySeq && passed {
+		c.tally = c.run
+	}
 	switch {
 	case !passed:
 		c.verdict = verdictKept

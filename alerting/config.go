@@ -14,9 +14,14 @@ import (
 type Config struct {
 	// Tick is how often, in event time, the detectors evaluate.
 	Tick time.Duration `yaml:"tick" json:"tick"`
-	// Lateness is how far behind the newest event time an event may arrive
-	// and still count. Later events are counted as late, not detected on.
+	// Lateness is how long, in event time, evaluation waits behind the
+	// newest event for stragglers before it judges a tick.
 	Lateness time.Duration `yaml:"lateness" json:"lateness"`
+	// MaxLate is how far behind the last evaluated tick an event may
+	// arrive and still count: a store-and-forward upload lands in its
+	// own buckets, which the windows evaluated after it arrives include.
+	// Older events are counted as late, not detected on.
+	MaxLate time.Duration `yaml:"max_late" json:"max_late"`
 	// Alpha is the significance level of the binomial test.
 	Alpha float64 `yaml:"alpha" json:"alpha"`
 	// TerminalAlpha is the significance level for single terminals. They
@@ -24,7 +29,8 @@ type Config struct {
 	// the same false-alarm rate per day (a Bonferroni-style correction).
 	TerminalAlpha float64 `yaml:"terminal_alpha" json:"terminal_alpha"`
 	// GroupWindow is the detection window for fleet scopes (region,
-	// carrier, network, host, acquirer, issuer, model cohort).
+	// carrier, network, host, acquirer, issuer, model cohort); a carrier
+	// within a region (region+carrier) is judged on five of them.
 	GroupWindow time.Duration `yaml:"group_window" json:"group_window"`
 	// MerchantWindow is the detection window for a merchant's overall
 	// decline rate (decline_spike): long enough for small merchants to
@@ -45,7 +51,10 @@ type Config struct {
 	// MinBaseline floors every baseline rate, so a scope that never failed
 	// is not alarmed by its first failures.
 	MinBaseline float64 `yaml:"min_baseline" json:"min_baseline"`
-	// IdleTTL evicts scopes that saw no traffic for this long.
+	// IdleTTL evicts scopes that saw no traffic for this long. Two days
+	// keep a shop's learned rates over its closed nights and a closed
+	// Sunday: evicted, a terminal would start every morning knowing
+	// nothing about itself.
 	IdleTTL time.Duration `yaml:"idle_ttl" json:"idle_ttl"`
 	// MaxScopes caps the scopes (terminals, merchants, regions, issuers,
 	// model cohorts...) held at once, so a producer inventing ids cannot
@@ -67,6 +76,12 @@ type Config struct {
 	// Maintenance declares windows during which incidents in a scope are
 	// recorded but do not page.
 	Maintenance []MaintenanceWindow `yaml:"maintenance" json:"maintenance"`
+	// ScheduledCodes are response codes of scheduled work that the
+	// network announces, default ["90"]: the nightly date switch (CUP 90,
+	// ISO 8583 90 "cut-over in progress"). Detection counts such attempts
+	// but not as failures, so the switch does not page every night. An
+	// empty list turns it off.
+	ScheduledCodes []string `yaml:"scheduled_codes" json:"scheduled_codes"`
 	// Labels are added to every alert (e.g. environment, team).
 	Labels map[string]string `yaml:"labels" json:"labels"`
 	// Location is the time zone alert texts give times in, with its UTC
@@ -108,6 +123,7 @@ func Defaults() Config {
 	return Config{
 		Tick:                10 * time.Second,
 		Lateness:            30 * time.Second,
+		MaxLate:             15 * time.Minute,
 		Alpha:               1e-6,
 		TerminalAlpha:       2e-7,
 		GroupWindow:         time.Minute,
@@ -117,9 +133,10 @@ func Defaults() Config {
 		BaselineHalfLife:    6 * time.Hour,
 		PriorWeight:         100,
 		MinBaseline:         0.002,
-		IdleTTL:             6 * time.Hour,
+		IdleTTL:             48 * time.Hour,
 		MaxScopes:           2_000_000,
 		MaxRecords:          2_000_000,
+		ScheduledCodes:      []string{"90"},
 		Rules: map[string]RuleConfig{
 			"network_outage":    {MinFailures: 10, MinAffected: 5, MinRate: 0.2, MinRatio: 4, ClearAfter: 3 * time.Minute, Severity: "critical", Team: "network"},
 			"terminal_hardware": {MinFailures: 4, MinAffected: 3, MinRate: 0.25, MinRatio: 8, ClearAfter: 20 * time.Minute, Severity: "warning", Team: "field-service"},
@@ -136,6 +153,7 @@ func (c Config) withDefaults() Config {
 	d := Defaults()
 	orDefault(&c.Tick, d.Tick)
 	orDefault(&c.Lateness, d.Lateness)
+	orDefault(&c.MaxLate, d.MaxLate)
 	orDefault(&c.GroupWindow, d.GroupWindow)
 	orDefault(&c.MerchantWindow, d.MerchantWindow)
 	orDefault(&c.MerchantSurgeWindow, d.MerchantSurgeWindow)
@@ -148,6 +166,9 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.MinBaseline, d.MinBaseline)
 	orDefault(&c.MaxScopes, d.MaxScopes)
 	orDefault(&c.MaxRecords, d.MaxRecords)
+	if c.ScheduledCodes == nil {
+		c.ScheduledCodes = d.ScheduledCodes
+	}
 	rules := make(map[string]RuleConfig, len(d.Rules))
 	for k, def := range d.Rules {
 		r, ok := c.Rules[k]
@@ -187,6 +208,7 @@ func (c Config) Validate() error {
 	}
 	pos("tick", c.Tick)
 	pos("lateness", c.Lateness)
+	pos("max_late", c.MaxLate)
 	pos("group_window", c.GroupWindow)
 	pos("merchant_window", c.MerchantWindow)
 	pos("merchant_surge_window", c.MerchantSurgeWindow)

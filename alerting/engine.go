@@ -15,7 +15,7 @@ type Stats struct {
 	Late           uint64 // events older than the lateness bound, not detected on
 	Fired          uint64
 	Resolved       uint64
-	Inhibited      uint64 // terminal alerts muted by a network outage over the terminal
+	Inhibited      uint64 // terminal alerts muted by a network outage or a cohort alert over the terminal
 	Suppressed     uint64 // decline spikes explained by a more specific alert
 	RecordsDropped uint64 // failure records dropped at MaxRecords
 	EvictedScopes  uint64 // scopes evicted, idle (IdleTTL) or at MaxScopes
@@ -36,6 +36,7 @@ type Engine struct {
 	nb      [event.NumScopeTypes]int32 // buckets in the detection window
 	ringLen [event.NumScopeTypes]int
 	decay   [event.NumScopeTypes]float32
+	hold    [event.NumScopeTypes]int32 // probation of learned buckets, in slots (see learn)
 
 	scopes [event.NumScopeTypes]map[string]*scope
 	models map[[2]string]*scope
@@ -47,6 +48,7 @@ type Engine struct {
 	tickCount tickCounts
 
 	tick, lateness int64
+	maxLate        int64
 	started        bool
 	maxTs          int64
 	nextTick       int64 // end of the next tick to evaluate
@@ -57,6 +59,11 @@ type Engine struct {
 
 	timeline [TimelineMinutes]minuteCount // the fleet per minute, for the console (not checkpointed)
 	failing  []*scope                     // scopes with a recent failure, for the console (see overview.go)
+
+	peerKeys [][2]string // updatePeers' buffer
+
+	fleetVol   volume   // the fleet's attempts per minute (see silence.go)
+	silenceBuf []*scope // evalSilence's buffer
 
 	nScopes int // scopes held: the sum of the maps' lengths
 	sweepAt int // nScopes above which Observe runs the cap sweep
@@ -71,7 +78,7 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 		return nil, fmt.Errorf("invalid detection config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	e := &Engine{cfg: cfg, emit: emit, tick: int64(cfg.Tick), lateness: int64(cfg.Lateness),
+	e := &Engine{cfg: cfg, emit: emit, tick: int64(cfg.Tick), lateness: int64(cfg.Lateness), maxLate: int64(cfg.MaxLate),
 		models: make(map[[2]string]*scope), sweepAt: cfg.MaxScopes,
 		changed: merchantSet{in: map[*scope]struct{}{}}}
 	for t := range e.scopes {
@@ -83,6 +90,10 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 			window, e.nb[t] = cfg.TerminalWindow, 10
 		case event.ScopeMerchant:
 			window, e.nb[t] = cfg.MerchantWindow, 15
+		case event.ScopeRegionCarrier:
+			// A carrier in one region is a fraction of either: a partial
+			// outage there needs a few minutes to show.
+			window, e.nb[t] = 5*cfg.GroupWindow, 10
 		default:
 			window, e.nb[t] = cfg.GroupWindow, 6
 		}
@@ -91,6 +102,9 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 		// overwrite buckets still inside the window.
 		e.ringLen[t] = int(e.nb[t]) + int((e.lateness+e.tick+e.width[t]-1)/e.width[t])
 		e.decay[t] = float32(math.Pow(0.5, float64(e.width[t])/float64(cfg.BaselineHalfLife)))
+		if event.ScopeType(t) == event.ScopeTerminal || event.ScopeType(t) == event.ScopeModel {
+			e.hold[t] = int32(int64(probationTime) / e.width[t])
+		}
 	}
 	e.poolDecay = float32(math.Pow(0.5, float64(cfg.Tick)/float64(time.Hour)))
 	e.newRules()
@@ -109,8 +123,10 @@ func NewEngine(cfg Config, emit func(Alert)) (*Engine, error) {
 }
 
 // Observe counts one classified attempt (cause is event.CauseNone for an
-// approval) and runs every evaluation its event time completes. It returns
-// false when the event is late: older than the last evaluated tick.
+// approval) and runs every evaluation its event time completes. An event
+// older than the last evaluated tick by up to MaxLate (store-and-forward)
+// is counted in its buckets, where the windows evaluated from now on see
+// it. It returns false when the event is late: older than that.
 func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 	ts := ev.Time.UnixNano()
 	if !e.started {
@@ -122,9 +138,12 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 		e.nextTick = (ts/e.tick + 1) * e.tick
 		e.maxTs = ts
 	}
-	if ts < e.nextTick-e.tick || ts <= slotEpoch {
+	if ts < e.nextTick-e.tick-e.maxLate || ts <= slotEpoch {
 		e.stats.Late++
 		return false
+	}
+	if cause == event.CauseMaintenance && slices.Contains(e.cfg.ScheduledCodes, ev.ResponseCode) {
+		cause = event.CauseNone // the announced date switch: not a failure
 	}
 	e.stats.Observed++
 
@@ -148,6 +167,13 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 			}
 			continue
 		}
+		if t == event.ScopeRegionCarrier {
+			// Checked against the terminal's last cell before the id is
+			// built: a terminal rarely moves.
+			if s := dims[t]; s != nil && !s.evicted && event.IsRegionCarrier(s.id, ev.Region, ev.Carrier) {
+				continue
+			}
+		}
 		id := ev.ScopeID(t)
 		if id == "" {
 			dims[t] = nil
@@ -162,11 +188,29 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 		if s == nil {
 			continue
 		}
-		s.add(e.slot(event.ScopeType(t), ts), cause, e.decay[t])
+		slot := e.slot(event.ScopeType(t), ts)
+		if t == int(event.ScopeTerminal) || t == int(event.ScopeModel) {
+			// A bucket the ring is about to reuse goes into the
+			// sequential evidence first, if evaluation has not added it.
+			if b := &s.ring[int(slot)%len(s.ring)]; b.slot != slot && b.slot > s.seq.slot && b.n > 0 {
+				e.seqCatchUp(s, b.slot+1)
+			}
+		}
+		s.add(slot, cause, e.decay[t], e.hold[t])
 		if ts > s.last {
 			s.last = ts
 		}
 	}
+	if m := dims[event.ScopeModel]; m != nil && cause == event.CauseHardware && term.incident(ruleHardware) != nil {
+		m.seq.x++ // see seqState.x
+	}
+	if r := dims[event.ScopeRegion]; r != nil {
+		if r.vol == nil {
+			r.vol = new(volume)
+		}
+		r.vol.add(ts)
+	}
+	e.fleetVol.add(ts)
 	e.tickCount.n++
 	e.countMinute(ts, cause)
 	if cause != event.CauseNone {
@@ -233,6 +277,7 @@ func (e *Engine) advance(watermark int64) {
 // fleet baseline and, every 60 ticks, evicts idle scopes.
 func (e *Engine) evaluate(T int64) {
 	e.tickNo++
+	e.updatePeers()
 	for _, c := range recordCauses {
 		e.queues[c].prune(T - e.queues[c].retention)
 	}

@@ -186,7 +186,7 @@ func TestFailingTerminal(t *testing.T) {
 
 func TestModelCohortIsOneModelAlert(t *testing.T) {
 	onset := t0.Add(90 * time.Minute)
-	alerts, _ := run(t, Config{}, traffic(t0, 2*time.Hour+30*time.Minute, time.Minute, estate(),
+	alerts, _ := run(t, Config{}, traffic(t0, 2*time.Hour+45*time.Minute, time.Minute, estate(),
 		failing(func(t term) bool { return t.model == "P2" }, onset, onset.Add(30*time.Minute), "CONTACTLESS_READ_FAIL", "", 2)))
 	expectAlerts(t, alerts, "firing terminal_hardware model=P2/1.0", "resolved terminal_hardware model=P2/1.0")
 }
@@ -314,7 +314,7 @@ func TestBackgroundNoiseAndDailyShapeRaiseNothing(t *testing.T) {
 
 func TestLateEventsAreCounted(t *testing.T) {
 	var alerts []Alert
-	e, _ := NewEngine(Config{Lateness: 10 * time.Second}, func(a Alert) { alerts = append(alerts, a) })
+	e, _ := NewEngine(Config{Lateness: 10 * time.Second, MaxLate: 20 * time.Second}, func(a Alert) { alerts = append(alerts, a) })
 	ev := func(ts time.Time) *event.Event {
 		return &event.Event{ID: "x", Time: ts, Terminal: "T", Merchant: "M", ResponseCode: "00", Scheme: event.SchemeCUP}
 	}
@@ -324,8 +324,12 @@ func TestLateEventsAreCounted(t *testing.T) {
 	if !e.Observe(ev(t0.Add(55*time.Second)), event.CauseNone) {
 		t.Error("event within lateness refused")
 	}
+	// The tick to 00:50 is evaluated: 00:35 is within MaxLate of it.
+	if !e.Observe(ev(t0.Add(35*time.Second)), event.CauseNone) {
+		t.Error("store-and-forward event within max_late refused")
+	}
 	if e.Observe(ev(t0.Add(5*time.Second)), event.CauseNone) {
-		t.Error("event beyond lateness accepted")
+		t.Error("event beyond max_late accepted")
 	}
 	if got := e.Stats().Late; got != 1 {
 		t.Errorf("late = %d, want 1", got)
@@ -365,5 +369,55 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := (Config{}).Validate(); err != nil {
 		t.Errorf("zero config invalid: %v", err)
+	}
+}
+
+// TestScheduledDateSwitchDoesNotPage: the nightly date switch (response
+// code 90 at every terminal for a few minutes) is announced work, not an
+// issuer outage; with scheduled_codes emptied it would page.
+func TestScheduledDateSwitchDoesNotPage(t *testing.T) {
+	at := t0.Add(90 * time.Minute)
+	out := func(tm term, ts time.Time, k int) (string, string, string) {
+		if !ts.Before(at) && ts.Before(at.Add(6*time.Minute)) {
+			return "90", "", "BANK"
+		}
+		return "00", "", "BANK"
+	}
+	evs := traffic(t0, 2*time.Hour, 30*time.Second, estate(), out)
+	alerts, _ := run(t, Config{}, evs)
+	expectAlerts(t, alerts)
+	alerts, _ = run(t, Config{ScheduledCodes: []string{}}, evs)
+	if len(alerts) == 0 {
+		t.Error("with scheduled_codes empty, the switch raises nothing: the test shows nothing")
+	}
+}
+
+// TestCarrierInOneRegionIsItsOwnScope: one carrier degraded to 30%
+// timeouts in one region only, diluted in the region (its other carriers
+// approve) and in the carrier (its other regions approve), is one
+// region+carrier outage found within five minutes; nothing else fires.
+func TestCarrierInOneRegionIsItsOwnScope(t *testing.T) {
+	terms := fleet(720, func(i int) term {
+		return term{id: fmt.Sprintf("T%04d", i), merchant: fmt.Sprintf("M%03d", i/3), region: fmt.Sprintf("R%d", i%6),
+			carrier: fmt.Sprintf("C%d", (i/6)%4), host: fmt.Sprintf("H%d", i%3), model: "A8", fw: "1.0", network: "4g"}
+	})
+	onset := t0.Add(90 * time.Minute)
+	out := func(tm term, ts time.Time, k int) (string, string, string) {
+		if tm.region == "R2" && tm.carrier == "C1" && !ts.Before(onset) && ts.Before(onset.Add(25*time.Minute)) && k%10 < 3 {
+			return "", "COMM_TIMEOUT", "BANK"
+		}
+		return "00", "", "BANK"
+	}
+	alerts, _ := run(t, Config{}, traffic(t0, 3*time.Hour, 30*time.Second, terms, out))
+	expectAlerts(t, alerts, "firing network_outage region+carrier=R2/C1", "resolved network_outage region+carrier=R2/C1")
+	if len(alerts) > 0 {
+		a := alerts[0]
+		if d := a.DetectedAt.Sub(onset); d > 5*time.Minute {
+			t.Errorf("found %s after onset, want <= 5m", d)
+		}
+		if a.Labels["region"] != "R2" || a.Labels["carrier"] != "C1" {
+			t.Errorf("labels %v: want region R2 and carrier C1 for routing and inhibition", a.Labels)
+		}
+		t.Log(a.Summary, " — ", a.Remedy)
 	}
 }

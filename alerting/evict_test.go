@@ -140,7 +140,9 @@ func TestScopeCapHoldsMemoryFlatUnderIDFlood(t *testing.T) {
 }
 
 func TestIncidentSurvivesIDFlood(t *testing.T) {
-	cfg := Config{MaxScopes: 10_000, TerminalWindow: 5 * time.Minute,
+	// A terminal's hardware alert resolves on evidence of recovery or,
+	// silent, after IdleTTL: here 8 minutes.
+	cfg := Config{MaxScopes: 10_000, TerminalWindow: 5 * time.Minute, IdleTTL: 8 * time.Minute,
 		Rules: map[string]RuleConfig{"terminal_hardware": {ClearAfter: 5 * time.Minute}}}
 	var alerts []Alert
 	var e *Engine
@@ -185,7 +187,7 @@ func TestIncidentSurvivesIDFlood(t *testing.T) {
 	}
 	// The fleet: 1,000 terminals every 10 s; the flood: 150 events a
 	// second with made-up ids, ~360 new scopes a second.
-	drive(e, t0, 18*time.Minute, fleet, 100, 150, rng, cause, after)
+	drive(e, t0, 25*time.Minute, fleet, 100, 150, rng, cause, after)
 	e.Flush()
 	expectAlerts(t, alerts, "firing terminal_hardware terminal=T0000007", "resolved terminal_hardware terminal=T0000007")
 	if sweepsWhileFiring < 100 {

@@ -19,6 +19,7 @@ type incident struct {
 	scope      *scope
 	quietSince int64  // event time the scope first looked normal again; 0 while anomalous
 	confirmed  uint64 // tick at which the scope last passed
+	silence    *silenceState
 }
 
 // alarm is a scope found anomalous, about to fire.
@@ -29,6 +30,7 @@ type alarm struct {
 	start     int64 // onset, event time; 0 if unknown
 	tally     tally
 	footprint footprint
+	silence   *silenceNote // a region gone quiet (see silence.go)
 }
 
 func (e *Engine) fire(r *rule, al alarm, T int64) {
@@ -54,15 +56,29 @@ func (e *Engine) fire(r *rule, al alarm, T int64) {
 	// terminal alert to an outage of its region, carrier, host...
 	if s.typ == event.ScopeTerminal && s.dims != nil {
 		for t, d := range s.dims {
-			if d != nil && event.ScopeType(t) != event.ScopeTerminal {
+			if d != nil && event.ScopeType(t) != event.ScopeTerminal && event.ScopeType(t) != event.ScopeRegionCarrier {
 				a.Labels[dimLabel(event.ScopeType(t))] = d.id
 			}
+		}
+	} else if s.typ == event.ScopeRegionCarrier {
+		// Label names cannot hold "+": a composite scope carries one
+		// label per dimension, which Alertmanager's inhibition matches.
+		parts := s.typ.Parts(s.id)
+		a.Labels[dimLabel(event.ScopeRegion)] = parts[0]
+		if len(parts) > 1 {
+			a.Labels[dimLabel(event.ScopeCarrier)] = parts[1]
 		}
 	} else {
 		a.Labels[dimLabel(s.typ)] = s.id
 	}
 	a.Summary, a.Remedy = describe(&a, al.footprint, e.cfg.Location)
 	inc := &incident{alert: a, rule: r, scope: s, confirmed: e.tickNo}
+	if al.silence != nil {
+		inc.alert.Summary, inc.alert.Remedy = silenceText(&inc.alert, al.silence, e.cfg.Location)
+		a.Summary, a.Remedy = inc.alert.Summary, inc.alert.Remedy
+		inc.silence = &silenceState{share: al.silence.share}
+	}
+	s.seq.down = 0 // recovery is counted from now
 	s.setIncident(r.idx, inc)
 	r.active = append(r.active, inc)
 	e.stats.Fired++
@@ -82,7 +98,8 @@ func (e *Engine) update(inc *incident) {
 func (e *Engine) settle(r *rule, T int64) {
 	keep := r.active[:0]
 	for _, inc := range r.active {
-		if inc.confirmed == e.tickNo {
+		if inc.confirmed == e.tickNo || e.stillFailing(inc, T) {
+			inc.quietSince = 0
 			keep = append(keep, inc)
 			continue
 		}
@@ -105,6 +122,9 @@ func (e *Engine) resolve(inc *incident, at int64) {
 	end := time.Unix(0, at).UTC()
 	a.EndsAt = &end
 	inc.scope.setIncident(inc.rule.idx, nil)
+	if sequential(inc.rule, inc.scope.typ) {
+		inc.scope.seq.up, inc.scope.seq.since = 0, 0 // a new fault starts from no evidence
+	}
 	e.stats.Resolved++
 	e.emit(a)
 }
@@ -121,6 +141,17 @@ func (e *Engine) underNetworkOutage(term *scope) bool {
 		}
 	}
 	return false
+}
+
+// underCohort reports whether the terminal's model/firmware cohort has a
+// firing hardware incident: one firmware defect, one alert, not one per
+// terminal running it.
+func (e *Engine) underCohort(r *rule, term *scope) bool {
+	if r.idx != ruleHardware || term.dims == nil {
+		return false
+	}
+	m := term.dims[event.ScopeModel]
+	return m != nil && m.incident(ruleHardware) != nil
 }
 
 // labels are the routing labels of a new alert of kind k in s: the

@@ -179,8 +179,10 @@ func TestOverviewTimeline(t *testing.T) {
 			}
 		})
 	}
-	f("default lateness", alerting.Config{}, false)
-	f("lateness beyond the timeline", alerting.Config{Lateness: 90 * time.Minute}, true)
+	// MaxLate 1 ns: what the engine refuses is exactly what the
+	// stream marks late.
+	f("default lateness", alerting.Config{MaxLate: 1}, false)
+	f("lateness beyond the timeline", alerting.Config{Lateness: 90 * time.Minute, MaxLate: 1}, true)
 }
 
 func TestOverviewBeforeAnyEvent(t *testing.T) {
@@ -241,7 +243,8 @@ func TestOverviewWanted(t *testing.T) {
 	}
 	moverDims := []alerting.ScopeKey{{Type: event.ScopeMerchant, ID: "M-NEW"}, {Type: event.ScopeRegion, ID: "R2"},
 		{Type: event.ScopeCarrier, ID: "C1"}, {Type: event.ScopeNetwork, ID: "4g"}, {Type: event.ScopeHost, ID: "H1"},
-		{Type: event.ScopeAcquirer, ID: "ACQ"}, {Type: event.ScopeIssuer, ID: "BANK2"}, {Type: event.ScopeModel, ID: "A8/2.0"}}
+		{Type: event.ScopeAcquirer, ID: "ACQ"}, {Type: event.ScopeIssuer, ID: "BANK2"}, {Type: event.ScopeModel, ID: "A8/2.0"},
+		{Type: event.ScopeRegionCarrier, ID: "R2/C1"}}
 	term := func(id string) alerting.ScopeKey { return alerting.ScopeKey{Type: event.ScopeTerminal, ID: id} }
 	f("terminal as of its latest event", []alerting.ScopeKey{term("MOVER")}, []alerting.ScopeKey{term("MOVER")},
 		map[string][]alerting.ScopeKey{"MOVER": moverDims})
@@ -335,7 +338,8 @@ func TestOverviewRegionOutage(t *testing.T) {
 	// that holds the last instant before the watermark (as the detectors
 	// see it): for 60 s and 90 s buckets it may end after W.
 	d := alerting.Defaults()
-	windows := [event.NumScopeTypes]time.Duration{event.ScopeTerminal: d.TerminalWindow, event.ScopeMerchant: d.MerchantWindow}
+	windows := [event.NumScopeTypes]time.Duration{event.ScopeTerminal: d.TerminalWindow, event.ScopeMerchant: d.MerchantWindow,
+		event.ScopeRegionCarrier: 5 * d.GroupWindow}
 	firing := map[alerting.ScopeKey]bool{}
 	for _, a := range e.Active() {
 		st, _ := event.ParseScopeType(a.ScopeType)

@@ -39,7 +39,7 @@ func (e *Engine) newRules() {
 		e.rules[idx] = r
 	}
 	mk(ruleNetwork, KindNetworkOutage, event.CauseNetwork,
-		event.ScopeRegion, event.ScopeCarrier, event.ScopeNetwork, event.ScopeHost, event.ScopeAcquirer, event.ScopeIssuer)
+		event.ScopeRegion, event.ScopeCarrier, event.ScopeRegionCarrier, event.ScopeNetwork, event.ScopeHost, event.ScopeAcquirer, event.ScopeIssuer)
 	mk(ruleMaintenance, KindIssuerOutage, event.CauseMaintenance, event.ScopeIssuer, event.ScopeHost)
 	mk(ruleHardware, KindTerminalHardware, event.CauseHardware, event.ScopeTerminal, event.ScopeModel)
 	mk(ruleDataTransmission, KindDataTransmission, event.CauseDataTransmission, event.ScopeTerminal, event.ScopeMerchant, event.ScopeHost)
@@ -61,6 +61,9 @@ func (r *rule) kindFor(t event.ScopeType) Kind {
 // cause's failures to scopes (attribute.go), then act on every scope
 // attribution took, in the order it took them.
 func (e *Engine) evalRule(r *rule, T int64) {
+	if r.idx == ruleNetwork {
+		e.evalSilence(r, T)
+	}
 	ev := &e.eval
 	ev.begin(e, r, T)
 	ev.attribute(e)
@@ -89,15 +92,21 @@ func (e *Engine) act(ev *evaluation, c *candidate) {
 			e.update(s.incident(r.idx))
 			return
 		}
-		if s.typ == event.ScopeTerminal && e.underNetworkOutage(s) {
+		if s.typ == event.ScopeTerminal && (e.underNetworkOutage(s) || e.underCohort(r, s)) {
 			e.stats.Inhibited++
 			return
 		}
 		sp := ev.span[s.typ]
 		at := e.onset(s, int(r.cause), max(r.cfg.MinRate/2, 2*c.baseline), sp)
+		start := firstFailureSince(ev.recs, s, sp, at)
+		if sequential(r, s.typ) && s.seq.since != 0 && s.seq.since < start {
+			// The evidence that fired it began before the window: its
+			// first failure is the onset.
+			start = firstFailureSince(ev.recs, s, span{from: s.seq.since, to: T}, s.seq.since)
+		}
 		e.fire(r, alarm{
 			kind: r.kindFor(s.typ), cause: r.cause, scope: s,
-			start:     firstFailureSince(ev.recs, s, sp, at),
+			start:     start,
 			tally:     c.tally,
 			footprint: footprintOf(ev.recs, s, sp),
 		}, T)

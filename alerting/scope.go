@@ -58,6 +58,14 @@ type scope struct {
 	// failSeen is the event time of the scope's latest failure while it is
 	// on the engine's failing list (0: not on it). See overview.go.
 	failSeen int64
+
+	// seq is the sequential evidence of a hardware fault (terminals and
+	// model cohorts, see sequential.go); peer is a cohort's peers' rate.
+	seq   seqState
+	peer  float32
+	probe *probation
+	// vol is, for regions, the attempts per minute (see silence.go).
+	vol *volume
 }
 
 func (s *scope) incident(r int) *incident {
@@ -90,17 +98,16 @@ func (s *scope) firingAny() bool {
 }
 
 // add counts one attempt in the bucket of slot. Buckets that fall out of
-// the ring are folded into the baseline unless the scope is in an incident,
-// so incidents are not learned as normal. It returns false when slot is
+// the ring are learned (see learn), hold being the probation in slots. It returns false when slot is
 // older than the ring holds.
-func (s *scope) add(slot int32, cause event.Cause, decay float32) bool {
+func (s *scope) add(slot int32, cause event.Cause, decay float32, hold int32) bool {
 	b := &s.ring[int(slot)%len(s.ring)]
 	if b.slot != slot {
 		if b.slot > slot {
 			return false
 		}
-		if b.n > 0 && !s.firingAny() {
-			s.base.fold(b, decay)
+		if b.n > 0 {
+			s.learn(b, decay, hold)
 		}
 		*b = bucket{slot: slot}
 	}

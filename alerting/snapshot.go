@@ -80,7 +80,9 @@ const (
 	snapSuspect   = 1 << iota // suspect follows
 	snapExplained             // explainedUntil and explainedCauses follow
 	snapDims                  // dims follow (terminals)
-	snapFlagsAll  = snapSuspect | snapExplained | snapDims
+	snapSeq                   // sequential evidence and peer rate follow
+	snapVol                   // attempts per minute follow (regions)
+	snapFlagsAll  = snapSuspect | snapExplained | snapDims | snapSeq | snapVol
 )
 
 // noIndex marks a terminal that is referenced from outside the scope
@@ -257,6 +259,14 @@ func (w *snapWriter) engine() {
 	w.v(int64(e.nScopes))
 	w.v(int64(e.sweepAt))
 	w.v(int64(e.cfg.MaxScopes))
+	w.volume(&e.fleetVol)
+}
+
+func (w *snapWriter) volume(v *volume) {
+	w.v(v.minute)
+	for _, n := range v.n {
+		w.uv(uint64(n))
+	}
 }
 
 // seedTerminals indexes the terminals that the merchant set, the rules and
@@ -523,6 +533,12 @@ func (w *snapWriter) scope(s *scope) {
 	if s.dims != nil {
 		flags |= snapDims
 	}
+	if s.seq != (seqState{}) || s.peer != 0 || (s.probe != nil && s.probe.k > 0) {
+		flags |= snapSeq
+	}
+	if s.vol != nil {
+		flags |= snapVol
+	}
 	w.uv(flags)
 	w.v(maxTs - s.last)
 	if flags&snapSuspect != 0 {
@@ -531,6 +547,26 @@ func (w *snapWriter) scope(s *scope) {
 	if flags&snapExplained != 0 {
 		w.v(s.explainedUntil - maxTs)
 		w.uv(uint64(s.explainedCauses))
+	}
+	if flags&snapSeq != 0 {
+		w.u32(math.Float32bits(s.seq.up))
+		w.u32(math.Float32bits(s.seq.down))
+		w.v(s.seq.since)
+		w.v(int64(s.seq.slot) - int64(w.refSlot[s.typ]))
+		w.uv(uint64(s.seq.n))
+		w.uv(uint64(s.seq.k))
+		w.uv(uint64(s.seq.x))
+		w.u32(math.Float32bits(s.peer))
+		if p := s.probe; p != nil && p.k > 0 {
+			w.uv(uint64(p.k))
+			w.v(int64(p.from) - int64(w.refSlot[s.typ]))
+			w.baseline(&p.sum)
+		} else {
+			w.uv(0)
+		}
+	}
+	if flags&snapVol != 0 {
+		w.volume(s.vol)
 	}
 	w.baseline(&s.base)
 
@@ -659,6 +695,11 @@ func (w *snapWriter) rule(r *rule) {
 		w.anyRef(inc.scope)
 		w.v(inc.quietSince)
 		w.uv(inc.confirmed)
+		share := 0.0
+		if inc.silence != nil {
+			share = inc.silence.share
+		}
+		w.u64(math.Float64bits(share))
 		w.alert(&inc.alert)
 	}
 	// r.holds.renewed is empty between evaluations: expire clears it.
@@ -915,6 +956,7 @@ type snapState struct {
 	stats            Stats
 	pool             baseline
 	tickCount        tickCounts
+	fleetVol         volume
 	nScopes, sweepAt int
 	maxScopes        int
 	refSlot          [event.NumScopeTypes]int32
@@ -964,6 +1006,7 @@ func (st *snapState) read(d *snapReader) {
 	st.nScopes = st.int(d)
 	st.sweepAt = st.int(d)
 	st.maxScopes = st.int(d)
+	st.volume(d, &st.fleetVol)
 	if d.err != nil {
 		return
 	}
@@ -1075,6 +1118,13 @@ func (st *snapState) read(d *snapReader) {
 		for range n {
 			s := st.anyRef(d)
 			inc := &incident{rule: e.rules[r], scope: s, quietSince: d.v(), confirmed: d.uv()}
+			if share := math.Float64frombits(d.u64()); share != 0 {
+				if !(share > 0 && share <= 1) {
+					d.fail("silence share %v", share)
+					return
+				}
+				inc.silence = &silenceState{share: share}
+			}
 			st.alert(d, &inc.alert)
 			if d.err != nil {
 				return
@@ -1165,6 +1215,38 @@ func (st *snapState) scope(d *snapReader, t event.ScopeType, id string) *scope {
 	if flags&snapExplained != 0 {
 		s.explainedUntil = st.maxTs + d.v()
 		s.explainedCauses = uint16(d.bounded(math.MaxUint16, "explained causes"))
+	}
+	if flags&snapSeq != 0 {
+		s.seq.up = math.Float32frombits(d.u32())
+		s.seq.down = math.Float32frombits(d.u32())
+		s.seq.since = d.v()
+		slot := int64(st.refSlot[t]) + d.v()
+		if slot < 0 || slot > math.MaxInt32 {
+			d.fail("sequential slot %d out of range", slot)
+			return nil
+		}
+		s.seq.slot = int32(slot)
+		s.seq.n = uint32(d.bounded(math.MaxUint32, "sequential attempts"))
+		s.seq.k = uint32(d.bounded(uint64(s.seq.n), "sequential failures"))
+		s.seq.x = uint32(d.bounded(math.MaxUint32, "explained failures"))
+		s.peer = math.Float32frombits(d.u32())
+		if k := d.bounded(math.MaxInt32, "probation buckets"); k > 0 {
+			from := int64(st.refSlot[t]) + d.v()
+			if from < 0 || from > math.MaxInt32 {
+				d.fail("probation slot %d out of range", from)
+				return nil
+			}
+			s.probe = &probation{k: int32(k), from: int32(from)}
+			st.baseline(d, &s.probe.sum)
+		}
+		if d.err == nil && !(validEvidence(s.seq.up) && validEvidence(s.seq.down) && s.peer >= 0 && s.peer <= 1) {
+			d.fail("%s %s: bad sequential evidence", t, id)
+			return nil
+		}
+	}
+	if flags&snapVol != 0 {
+		s.vol = new(volume)
+		st.volume(d, s.vol)
 	}
 	st.baseline(d, &s.base)
 
@@ -1303,6 +1385,7 @@ func (st *snapState) commit() {
 	e.started, e.maxTs, e.nextTick, e.tickNo = st.started, st.maxTs, st.nextTick, st.tickNo
 	e.stats = st.stats
 	e.pool, e.tickCount = st.pool, st.tickCount
+	e.fleetVol = st.fleetVol
 	e.scopes, e.models = st.scopes, st.models
 	e.nScopes = st.nScopes
 	e.sweepAt = st.sweepAt
@@ -1322,5 +1405,12 @@ func (st *snapState) commit() {
 	for i, c := range recordCauses {
 		q := e.queues[c]
 		q.recs, q.head = st.queues[i], 0
+	}
+}
+
+func (st *snapState) volume(d *snapReader, v *volume) {
+	v.minute = d.v()
+	for i := range v.n {
+		v.n[i] = uint32(d.bounded(math.MaxUint32, "attempts per minute"))
 	}
 }

@@ -193,12 +193,16 @@ func TestSnapshotCoversEveryField(t *testing.T) {
 		typ    reflect.Type
 		fields string
 	}{
-		{reflect.TypeFor[Engine](), "cfg emit rules width nb ringLen decay scopes models queues pool poolDecay tickCount tick lateness started maxTs nextTick tickNo changed stats timeline failing nScopes sweepAt eval"},
-		{reflect.TypeFor[scope](), "typ evicted suspect last incidents id ring dims base explainedUntil explainedCauses failSeen"},
+		{reflect.TypeFor[Engine](), "cfg emit rules width nb ringLen decay hold scopes models queues pool poolDecay tickCount tick lateness maxLate started maxTs nextTick tickNo changed stats timeline failing peerKeys fleetVol silenceBuf nScopes sweepAt eval"},
+		{reflect.TypeFor[scope](), "typ evicted suspect last incidents id ring dims base explainedUntil explainedCauses failSeen seq peer probe vol"},
 		{reflect.TypeFor[bucket](), "slot n f"},
+		{reflect.TypeFor[seqState](), "up down since slot n k x"},
+		{reflect.TypeFor[probation](), "sum from k"},
 		{reflect.TypeFor[baseline](), "n f"},
 		{reflect.TypeFor[tickCounts](), "n f"},
-		{reflect.TypeFor[incident](), "alert rule scope quietSince confirmed"},
+		{reflect.TypeFor[incident](), "alert rule scope quietSince confirmed silence"},
+		{reflect.TypeFor[volume](), "minute n"},
+		{reflect.TypeFor[silenceState](), "share"},
 		{reflect.TypeFor[rule](), "idx kind cause scopes nb cfg active holds"},
 		{reflect.TypeFor[holds](), "since renewed"},
 		{reflect.TypeFor[record](), "ts code dims"},

@@ -149,6 +149,8 @@ func spreadNote(k Kind, st event.ScopeType, fp footprint) string {
 			return many(event.ScopeRegion, "regions")
 		case event.ScopeHost:
 			return many(event.ScopeCarrier, "carriers") + many(event.ScopeRegion, "regions")
+		case event.ScopeRegionCarrier:
+			return many(event.ScopeHost, "hosts") + "; its other carriers and regions approve normally"
 		default:
 			return many(event.ScopeRegion, "regions")
 		}
@@ -179,6 +181,11 @@ func remedyFor(a *Alert, st event.ScopeType, fp footprint) string {
 			return fmt.Sprintf("Open a ticket with carrier %s; fail affected terminals over to a second SIM, Wi-Fi or wired link; clear queued reversals once the link is back.", id)
 		case event.ScopeHost:
 			return fmt.Sprintf("Confirm acquirer host %s is up; move its terminals to the backup host IP/DNS.", id)
+		case event.ScopeRegionCarrier:
+			p := st.Parts(id)
+			if len(p) == 2 {
+				return fmt.Sprintf("Open a ticket with carrier %s for region %s (base stations, backhaul, APN there); fail affected terminals over to a second SIM, Wi-Fi or wired link.", p[1], p[0])
+			}
 		case event.ScopeRegion:
 			if fp.spread[event.ScopeCarrier] > 1 {
 				return fmt.Sprintf("All carriers fail in region %s: check acquirer connectivity and power for the region; fail terminals over to another link.", id)

@@ -1,5 +1,7 @@
 package event
 
+import "strings"
+
 // ScopeType is a dimension incidents live in (alerts-v1 scope_type).
 type ScopeType uint8
 
@@ -13,16 +15,21 @@ const (
 	ScopeAcquirer
 	ScopeIssuer
 	ScopeModel
+	// ScopeRegionCarrier is one carrier within one region (alerts-v1
+	// composite scope "region+carrier", id "REGION/CARRIER"): where
+	// partial network outages live, diluted in the region and in the
+	// carrier alike.
+	ScopeRegionCarrier
 
 	NumScopeTypes
 )
 
 var scopeNames = [NumScopeTypes]string{
-	"terminal", "merchant", "region", "carrier", "network", "host", "acquirer", "issuer", "model",
+	"terminal", "merchant", "region", "carrier", "network", "host", "acquirer", "issuer", "model", "region+carrier",
 }
 
 var scopeLabels = [NumScopeTypes]string{
-	"Terminal", "Merchant", "Region", "Carrier", "Network type", "Host", "Acquirer", "Issuer", "Model/firmware",
+	"Terminal", "Merchant", "Region", "Carrier", "Network type", "Host", "Acquirer", "Issuer", "Model/firmware", "Carrier in region",
 }
 
 // Label is the scope type's name for people ("Network type").
@@ -72,6 +79,29 @@ func (e *Event) ScopeID(t ScopeType) string {
 		return e.Issuer
 	case ScopeModel:
 		return e.Model
+	case ScopeRegionCarrier:
+		if e.Region == "" || e.Carrier == "" {
+			return ""
+		}
+		return e.Region + "/" + e.Carrier
 	}
 	return ""
+}
+
+// IsRegionCarrier reports whether id is the region+carrier scope id of
+// region and carrier, without building it.
+func IsRegionCarrier(id, region, carrier string) bool {
+	return len(id) == len(region)+1+len(carrier) && id[:len(region)] == region &&
+		id[len(region)] == '/' && id[len(region)+1:] == carrier
+}
+
+// Parts splits a composite scope id ("330100/CUCC") into its dimensions'
+// values, in the order of the scope type's name; a plain id is one part.
+func (s ScopeType) Parts(id string) []string {
+	if s == ScopeRegionCarrier {
+		if i := strings.IndexByte(id, '/'); i >= 0 {
+			return []string{id[:i], id[i+1:]}
+		}
+	}
+	return []string{id}
 }

@@ -17,8 +17,13 @@ import (
 // wall clock (replay of recorded days, the demo), the reference is the
 // fleet's own time: the newest event time a tenth of the recently active
 // terminals have reached, which wrong clocks on fewer terminals cannot
-// move; only events more than max_ahead_of_fleet (a day) ahead of it are
-// caught, since that time lags in sparse traffic and jumps over nights. Events dated more than
+// move. An event more than max_ahead_of_fleet (a day) ahead of it is
+// caught; one ahead by less than that but by more than ten minutes (or
+// four times the fleet's recent spread, in sparse traffic) is held to the
+// fleet's time for detection, as a slightly fast clock is held to the wall
+// clock live: a clock hours fast no longer moves everyone's time, and the
+// first event after a lull (which looks the same until the fleet follows)
+// is still counted. Events dated more than
 // max_behind before that reference are wrong too (a default clock of
 // 2000-01-01). Such events are counted as clock_skew, excluded from
 // detection and reported per terminal (a wrong clock is a finding for
@@ -32,9 +37,9 @@ type ClockConfig struct {
 	// is clock_skew. Default 10m.
 	MaxAhead time.Duration `yaml:"max_ahead"`
 	// MaxAheadOfFleet: without a wall clock (replay, demo), an event dated
-	// more than this after the fleet's time is clock_skew. Default 24h:
-	// the fleet's time lags its newest events in sparse traffic and jumps
-	// over nights, so only days-ahead clocks are caught there.
+	// more than this after the fleet's time is clock_skew. Default 24h
+	// (the fleet's time jumps over closed nights). Events ahead by less
+	// are held to the fleet's time for detection (see holdAhead).
 	MaxAheadOfFleet time.Duration `yaml:"max_ahead_of_fleet"`
 	// MaxBehind: an event dated more than this before the fleet's time is
 	// clock_skew (store-and-forward uploads are minutes to hours late).
@@ -70,6 +75,7 @@ type eventClock struct {
 	n             int // events noted
 	lastRecompute int // n at the last recomputation
 	fleet         int64
+	spread        int64 // how far the fleet's time leads the time twice as many terminals reached
 	known         bool
 	tmp           []terminalTime
 }
@@ -93,16 +99,15 @@ func (c *eventClock) skewed(ev *event.Event) (bool, time.Duration) {
 		return false, 0
 	}
 	d := time.Duration(ts - c.fleet)
-	ahead := c.wall == nil && d > c.cfg.MaxAheadOfFleet
-	if ahead && c.n-c.lastRecompute >= 64 {
+	if c.wall == nil && d > min(c.holdBound(), c.cfg.MaxAheadOfFleet) && c.n-c.lastRecompute >= 64 {
 		// Sparse traffic can outrun the regular recomputation: look
 		// again before calling it a wrong clock (at most every 64 events,
 		// so a flood of wrong times costs little).
-		c.fleet, c.known = c.recompute()
+		c.fleet, c.spread, c.known = c.recompute()
 		c.lastRecompute = c.n
 		d = time.Duration(ts - c.fleet)
-		ahead = d > c.cfg.MaxAheadOfFleet
 	}
+	ahead := c.wall == nil && d > c.cfg.MaxAheadOfFleet
 	if ahead || d < -c.cfg.MaxBehind {
 		return true, d
 	}
@@ -110,11 +115,16 @@ func (c *eventClock) skewed(ev *event.Event) (bool, time.Duration) {
 }
 
 // clamp holds a clock that is fast by less than max_ahead to the wall
-// clock (live only): the event is detected on as if it happened now, so
-// it cannot push the watermark past the rest of the fleet. (It is stored
-// with the time it carries.)
+// clock (live): the event is detected on as if it happened now, so it
+// cannot push the watermark past the rest of the fleet. Without a wall
+// clock, an event more than holdBound ahead of the fleet's time is held
+// to the fleet's time the same way. (It is stored with the time it
+// carries.)
 func (c *eventClock) clamp(ev *event.Event) {
 	if c.wall == nil {
+		if c.known && ev.Time.UnixNano()-c.fleet > int64(c.holdBound()) {
+			ev.Time = time.Unix(0, c.fleet).In(ev.Time.Location())
+		}
 		return
 	}
 	if now := c.wall(); ev.Time.After(now) {
@@ -129,15 +139,24 @@ func (c *eventClock) note(terminal string, ts int64) {
 	c.ring[c.n%clockSample] = terminalTime{terminal, ts}
 	c.n++
 	if c.n == 16 || c.n == 64 || c.n%clockRefresh == 0 {
-		c.fleet, c.known = c.recompute()
+		c.fleet, c.spread, c.known = c.recompute()
 		c.lastRecompute = c.n
 	}
 }
 
+// holdBound is how far ahead of the fleet's time an event may be without
+// a wall clock before it is held to it: ten minutes, or four times the
+// fleet's spread when traffic is sparse.
+func (c *eventClock) holdBound() time.Duration {
+	return max(10*time.Minute, 4*time.Duration(c.spread))
+}
+
 // recompute returns the newest time reached by clockMinQ of the distinct
 // terminals sampled (a tenth of them, at least three, when fewer than 80):
-// each terminal counts once, at its newest sampled time.
-func (c *eventClock) recompute() (int64, bool) {
+// each terminal counts once, at its newest sampled time. spread is how far
+// that time leads the one reached by twice as many terminals: the pace of
+// the fleet's arrivals, minutes apart in a sparse night.
+func (c *eventClock) recompute() (fleet, spread int64, ok bool) {
 	k := min(c.n, clockSample)
 	c.tmp = append(c.tmp[:0], c.ring[:k]...)
 	slices.SortFunc(c.tmp, func(a, b terminalTime) int {
@@ -154,10 +173,11 @@ func (c *eventClock) recompute() (int64, bool) {
 	// (a night, a few shops) the few still sending must move the clock.
 	q := max(3, min(len(newest)/10, clockMinQ))
 	if len(newest) < q {
-		return 0, false
+		return 0, 0, false
 	}
 	slices.SortFunc(newest, func(a, b terminalTime) int { return cmp.Compare(b.ts, a.ts) })
-	return newest[q-1].ts, true
+	fleet = newest[q-1].ts
+	return fleet, fleet - newest[min(2*q, len(newest))-1].ts, true
 }
 
 // ClockSkew is one terminal whose events carried a wrong time.

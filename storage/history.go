@@ -17,7 +17,7 @@ var ErrNoRollup = errors.New("no rollup keeps this scope type")
 // rollup keeps ("" for the whole fleet).
 var rollupColumn = map[string]string{
 	"fleet": "", "terminal": "terminal_id", "merchant": "merchant_id", "region": "region",
-	"carrier": "carrier", "host": "host_id", "issuer": "issuer_id",
+	"carrier": "carrier", "host": "host_id", "issuer": "issuer_id", "region+carrier": "region+carrier",
 }
 
 // scopeFilter is the WHERE clause selecting one scope ({id:String}) in
@@ -27,8 +27,11 @@ func scopeFilter(scopeType string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%s: %w", scopeType, ErrNoRollup)
 	}
-	if col == "" {
+	switch col {
+	case "":
 		return "", nil
+	case "region+carrier":
+		return " AND region = splitByChar('/', {id:String})[1] AND carrier = splitByChar('/', {id:String})[2]", nil
 	}
 	return " AND " + col + " = {id:String}", nil
 }

@@ -66,7 +66,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 // subcommands are loadgen's commands, each listed in usage.
 var subcommands = map[string]func(args []string, stdout, stderr io.Writer) error{
-	"list": listCmd, "generate": generateCmd, "produce": produceCmd, "score": scoreCmd,
+	"list": listCmd, "generate": generateCmd, "produce": produceCmd, "score": scoreCmd, "world": worldCmd,
 }
 
 const usage = `usage: loadgen COMMAND [flags]   (loadgen COMMAND -h, or loadgen help COMMAND, for its flags)
@@ -75,6 +75,7 @@ const usage = `usage: loadgen COMMAND [flags]   (loadgen COMMAND -h, or loadgen 
   generate   write a scenario's events as event-v1 JSONL, and its ground truth
   produce    produce a scenario's events to a Kafka topic, paced by --speed
   score      replay every suite scenario through detection and score it against its truth
+  world      generate the world-like fleets (issue #14), detect, and print the quality table and Must-shows
 
 Exit codes: 0 ok, 1 failure, 2 usage error.
 `
@@ -320,6 +321,90 @@ func scoreCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d scenarios failed", failed, len(scores))
+	}
+	return nil
+}
+
+func worldCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("world", flag.ContinueOnError)
+	var name string
+	fs.StringVar(&name, "name", "", "run one world (default: all; -list names them)")
+	fs.StringVar(&name, "scenario", "", "same as -name")
+	seed := fs.Uint64("seed", 0, "override the seed (of every world, without -name)")
+	list := fs.Bool("list", false, "list the worlds and exit")
+	bin := fs.String("declinemon", "", "detect with this declinemon binary's replay (the whole path, with its clock screen) instead of the engine")
+	cfgPath := fs.String("config", "", "YAML file with a detection: section (passed to -declinemon as --config)")
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	worlds := Worlds()
+	if *list {
+		for _, w := range worlds {
+			var kinds []string
+			for _, f := range w.Faults {
+				kinds = append(kinds, f.Type)
+			}
+			if w.PairedClocks {
+				kinds = append(kinds, "wrong clocks (paired)")
+			}
+			w = w.withDefaults()
+			fmt.Fprintf(stdout, "%-18s %6d terminals %2d days  seed %-4d %s\n", w.Name, w.Terminals, w.Days, w.Seed, strings.Join(kinds, ", "))
+		}
+		return nil
+	}
+	if name != "" {
+		w, err := FindWorld(name)
+		if err != nil {
+			return err
+		}
+		worlds = []World{w}
+	}
+	detect, path := WorldDetector(nil), "engine"
+	if *bin != "" {
+		detect, path = BinaryDetector(*bin, *cfgPath), "replay"
+	} else {
+		var cfg alerting.Config
+		if *cfgPath != "" {
+			data, err := os.ReadFile(*cfgPath)
+			if err != nil {
+				return fmt.Errorf("reading config: %w", err)
+			}
+			var wrap struct {
+				Detection alerting.Config `yaml:"detection"`
+			}
+			if err := yaml.Unmarshal(data, &wrap); err != nil {
+				return fmt.Errorf("parsing config: %w", err)
+			}
+			cfg = wrap.Detection
+		}
+		detect = EngineDetector(classify.Default(), cfg)
+	}
+	var scores []WorldScore
+	for _, w := range worlds {
+		if *seed != 0 {
+			w.Seed = *seed
+		}
+		sc, err := RunWorld(w, detect, path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "loadgen world: %s: %d events, %d alerts paging, %s\n", w.Name, sc.Truth.Events, sc.Paging, sc.Elapsed.Round(100*time.Millisecond))
+		scores = append(scores, sc)
+	}
+	if err := WriteWorldTable(stdout, scores); err != nil {
+		return err
+	}
+	failed, total := 0, 0
+	for _, s := range scores {
+		for _, m := range s.MustShows() {
+			total++
+			if !m.OK {
+				failed++
+			}
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d must-show checks failed", failed, total)
 	}
 	return nil
 }

@@ -343,7 +343,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		for _, v := range ov.Top[event.ScopeTerminal] {
 			p.TopTerminals.Rows = append(p.TopTerminals.Rows, c.scopeRow(v, now))
 		}
-		for _, t := range []event.ScopeType{event.ScopeRegion, event.ScopeCarrier, event.ScopeHost, event.ScopeIssuer, event.ScopeModel} {
+		for _, t := range []event.ScopeType{event.ScopeRegion, event.ScopeCarrier, event.ScopeRegionCarrier, event.ScopeHost, event.ScopeIssuer, event.ScopeModel} {
 			g := scopeGroup{Label: t.Label(), Plural: scopePlural[t]}
 			for i, v := range ov.Top[t] {
 				if i == 5 {

@@ -28,6 +28,7 @@ var scopePlural = [event.NumScopeTypes]string{
 	event.ScopeTerminal: "Terminals", event.ScopeMerchant: "Merchants", event.ScopeRegion: "Regions",
 	event.ScopeCarrier: "Carriers", event.ScopeNetwork: "Network types", event.ScopeHost: "Hosts",
 	event.ScopeAcquirer: "Acquirers", event.ScopeIssuer: "Issuers", event.ScopeModel: "Models/firmware",
+	event.ScopeRegionCarrier: "Carriers in regions",
 }
 
 var causeLabels = map[string]string{
