@@ -24,9 +24,11 @@ type Config struct {
 	MaxLate time.Duration `yaml:"max_late" json:"max_late"`
 	// Alpha is the significance level of the binomial test.
 	Alpha float64 `yaml:"alpha" json:"alpha"`
-	// TerminalAlpha is the significance level for single terminals. They
-	// are nearly all the scopes tested, so they need a stricter level for
-	// the same false-alarm rate per day (a Bonferroni-style correction).
+	// TerminalAlpha is the significance level for single terminals and
+	// model/firmware cohorts. Terminals are nearly all the scopes tested,
+	// and cohorts are tested at every tick on thin minutes, so they need a
+	// stricter level for the same false-alarm rate per week (a
+	// Bonferroni-style correction).
 	TerminalAlpha float64 `yaml:"terminal_alpha" json:"terminal_alpha"`
 	// GroupWindow is the detection window for fleet scopes (region,
 	// carrier, network, host, acquirer, issuer, model cohort); a carrier
@@ -125,7 +127,7 @@ func Defaults() Config {
 		Lateness:            30 * time.Second,
 		MaxLate:             15 * time.Minute,
 		Alpha:               1e-6,
-		TerminalAlpha:       2e-7,
+		TerminalAlpha:       1e-8,
 		GroupWindow:         time.Minute,
 		MerchantWindow:      15 * time.Minute,
 		MerchantSurgeWindow: 5 * time.Minute,

@@ -208,9 +208,9 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 		if r.vol == nil {
 			r.vol = new(volume)
 		}
-		r.vol.add(ts)
+		r.vol.add(ts, cause == event.CauseNetwork)
 	}
-	e.fleetVol.add(ts)
+	e.fleetVol.add(ts, cause == event.CauseNetwork)
 	e.tickCount.n++
 	e.countMinute(ts, cause)
 	if cause != event.CauseNone {

@@ -100,5 +100,11 @@ func (e *Engine) passes(r *rule, t event.ScopeType, k, n, aff int, p0 float64, f
 	if aff < c.MinAffected {
 		return false
 	}
+	if t == event.ScopeModel {
+		// Cohorts are judged at every tick on a minute of a few
+		// terminals' attempts at night: as thin, and as often, as single
+		// terminals.
+		return binomTail(k, n, p0) <= e.cfg.TerminalAlpha
+	}
 	return binomTail(k, n, p0) <= e.cfg.Alpha
 }

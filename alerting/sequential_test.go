@@ -164,7 +164,7 @@ func TestSilentRegionIsAnOutage(t *testing.T) {
 		switch {
 		case silent && rng.Float64() < 0.85:
 			continue // cannot ship its logs
-		case silent && rng.Float64() < 0.05:
+		case silent && rng.Float64() < 0.1:
 			ev.ResponseCode, ev.TerminalError = "", "COMM_TIMEOUT"
 		case ev.Region == "R4" && ev.Time.After(closing) && rng.Float64() < min(ev.Time.Sub(closing).Hours(), 0.9):
 			continue // shops closing over an hour

@@ -29,7 +29,11 @@ import (
 // not silences, nor are shops closing over an hour: what is judged is a
 // cliff, two thirds of a region's traffic gone from one minute to the
 // next, which only a cut does. Silent means at most 35% of expected, with
-// at least 40 expected, and a Poisson probability of so few below 1e-9.
+// at least 40 expected, and a Poisson probability of so few below 1e-9 —
+// and the few attempts still coming in must show the cut: at least three
+// network failures (timeouts, no route) making at least 5% of them. A
+// region that merely goes quiet with nothing failing is shops closing
+// together or its logs arriving late, not an outage.
 // The alert is a network_outage
 // of the region, an incident of the network rule: it explains the region's
 // failures as any region outage does (its terminals' and merchants' alerts
@@ -48,29 +52,33 @@ const (
 type volume struct {
 	minute int64 // unix minute of the newest slot
 	n      [volMinutes]uint32
+	f      [volMinutes]uint32 // of n, network-cause failures
 }
 
-func (v *volume) add(ts int64) {
+func (v *volume) add(ts int64, failed bool) {
 	m := ts / int64(time.Minute)
 	switch {
 	case m > v.minute:
 		for k := max(v.minute+1, m-volMinutes+1); k <= m; k++ {
-			v.n[k%volMinutes] = 0
+			v.n[k%volMinutes], v.f[k%volMinutes] = 0, 0
 		}
 		v.minute = m
 	case m <= v.minute-volMinutes:
 		return // older than kept
 	}
 	v.n[m%volMinutes]++
+	if failed {
+		v.f[m%volMinutes]++
+	}
 }
 
-// sum is the attempts of minutes [from, to).
-func (v *volume) sum(from, to int64) float64 {
-	n := 0.0
+// sum is the attempts and network failures of minutes [from, to).
+func (v *volume) sum(from, to int64) (n, f float64) {
 	for m := max(from, v.minute-volMinutes+1); m < to && m <= v.minute; m++ {
 		n += float64(v.n[m%volMinutes])
+		f += float64(v.f[m%volMinutes])
 	}
-	return n
+	return n, f
 }
 
 // silenceState is what a silence incident keeps: the region's share of
@@ -86,7 +94,8 @@ func (e *Engine) evalSilence(r *rule, T int64) {
 	judged := M - silenceJudged
 	first := judged - silenceHistory
 	fleet := &e.fleetVol
-	fr, fb := fleet.sum(judged, M), fleet.sum(first, judged)
+	fr, _ := fleet.sum(judged, M)
+	fb, _ := fleet.sum(first, judged)
 	if fb <= 0 {
 		return
 	}
@@ -101,32 +110,57 @@ func (e *Engine) evalSilence(r *rule, T int64) {
 	e.silenceBuf = regions
 	for _, s := range regions {
 		v := s.vol
-		rr := v.sum(judged, M)
+		rr, rf := v.sum(judged, M)
 		if inc := s.incident(r.idx); inc != nil {
 			if inc.silence != nil && rr <= 0.6*inc.silence.share*fr {
 				e.update(inc)
 			}
 			continue
 		}
-		rb := v.sum(first, judged)
+		rb, _ := v.sum(first, judged)
 		if rb < 10*silenceHistory { // under ten attempts a minute: too thin to tell
 			continue
 		}
 		share := rb / fb
 		exp := share * fr
-		if exp < 40 || rr > 0.35*exp || poissonLow(int(rr), exp) > 1e-9 {
+		if exp < 40 || rr > 0.35*exp || poissonLow(int(rr), exp) > 1e-9 || rf < 3 || rf < 0.05*rr {
 			continue
+		}
+		if e.explainedElsewhere(r, s, judged*int64(time.Minute), T) {
+			continue // a carrier, host or cell outage already firing took its traffic
 		}
 		s.suspect = e.tickNo
 		start := judged * int64(time.Minute)
-		if v.sum(judged, judged+1) > 0.35*share*fleet.sum(judged, judged+1) {
+		n1, _ := v.sum(judged, judged+1)
+		if f1, _ := fleet.sum(judged, judged+1); n1 > 0.35*share*f1 {
 			start += int64(time.Minute) // the first judged minute still had traffic
 		}
 		e.fire(r, alarm{kind: KindNetworkOutage, cause: event.CauseNetwork, scope: s, start: start,
-			tally:   tally{attempts: int(rr), baseline: share},
+			tally:   tally{attempts: int(rr), failures: int(rf), baseline: share},
 			silence: &silenceNote{share: share, observed: rr, expected: exp}}, T)
 	}
 	clear(e.silenceBuf)
+}
+
+// explainedElsewhere reports whether most of region s's network failures
+// in [from, to) belong to a firing network incident of another scope (its
+// carrier, host, carrier-in-region cell...): the region went quiet because
+// of that outage, which has already paged.
+func (e *Engine) explainedElsewhere(r *rule, s *scope, from, to int64) bool {
+	total, explained := 0, 0
+	for _, rec := range e.queues[r.cause].live() {
+		if rec.dims[event.ScopeRegion] != s || rec.ts < from || rec.ts >= to {
+			continue
+		}
+		total++
+		for t, d := range rec.dims {
+			if d != nil && d != s && event.ScopeType(t) != event.ScopeTerminal && d.incident(r.idx) != nil {
+				explained++
+				break
+			}
+		}
+	}
+	return total > 0 && 2*explained >= total
 }
 
 // poissonLow is P(X <= k) for X ~ Poisson(mean).
@@ -153,7 +187,7 @@ func silenceText(a *Alert, n *silenceNote, loc *time.Location) (summary, remedy 
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s: traffic %.0f%% below its usual share of the fleet since %s",
 		event.ScopeRegion.Label(), a.ScopeID, 100*(1-n.observed/n.expected), a.StartsAt.In(cmp.Or(loc, time.UTC)).Format(timeLayout))
-	fmt.Fprintf(&b, " (%.0f attempts in %d minutes, %.0f expected); its terminals cannot reach the host and will upload a backlog once they can",
-		n.observed, silenceJudged, n.expected)
+	fmt.Fprintf(&b, " (%.0f attempts in %d minutes, %.0f expected; %d of them network failures); its terminals cannot reach the host and will upload a backlog once they can",
+		n.observed, silenceJudged, n.expected, a.Failures)
 	return b.String(), fmt.Sprintf("Check the backbone, power and carrier links serving region %s: its terminals have gone quiet rather than failing. Expect store-and-forward uploads after recovery.", a.ScopeID)
 }

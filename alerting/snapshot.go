@@ -264,8 +264,9 @@ func (w *snapWriter) engine() {
 
 func (w *snapWriter) volume(v *volume) {
 	w.v(v.minute)
-	for _, n := range v.n {
+	for i, n := range v.n {
 		w.uv(uint64(n))
+		w.uv(uint64(v.f[i]))
 	}
 }
 
@@ -1412,5 +1413,6 @@ func (st *snapState) volume(d *snapReader, v *volume) {
 	v.minute = d.v()
 	for i := range v.n {
 		v.n[i] = uint32(d.bounded(math.MaxUint32, "attempts per minute"))
+		v.f[i] = uint32(d.bounded(uint64(v.n[i]), "failures per minute"))
 	}
 }

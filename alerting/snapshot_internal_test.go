@@ -201,7 +201,7 @@ func TestSnapshotCoversEveryField(t *testing.T) {
 		{reflect.TypeFor[baseline](), "n f"},
 		{reflect.TypeFor[tickCounts](), "n f"},
 		{reflect.TypeFor[incident](), "alert rule scope quietSince confirmed silence"},
-		{reflect.TypeFor[volume](), "minute n"},
+		{reflect.TypeFor[volume](), "minute n f"},
 		{reflect.TypeFor[silenceState](), "share"},
 		{reflect.TypeFor[rule](), "idx kind cause scopes nb cfg active holds"},
 		{reflect.TypeFor[holds](), "since renewed"},
