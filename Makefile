@@ -20,9 +20,9 @@ export CHDB_LIB_PATH
 export DECLINEMON_CLICKHOUSE_REQUIRED = 1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: browser-test screenshots chromium stack system-test bench-storage replay-demo test lint unit race chaos fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
+.PHONY: world browser-test screenshots chromium stack system-test bench-storage replay-demo test lint unit race chaos fuzz bench bench-kafka demo build score clean kafka-jars tools check-deploy chdb-lib storage-chdb
 
-test: lint kafka-jars chdb-lib tools check-deploy unit storage-chdb race chaos system-test browser-test fuzz
+test: lint kafka-jars chdb-lib tools check-deploy unit world storage-chdb race chaos system-test browser-test fuzz
 
 chdb-lib:
 	@test -f $(CHDB_LIB_PATH) || { mkdir -p $(CHDB_DIR) && cd $(CHDB_DIR) && \
@@ -71,6 +71,17 @@ lint:
 
 unit:
 	$(GO) test -count=1 ./...
+
+# Detection on days written from how fleets behave (alerting/scenario,
+# world*.go: heavy-tailed volumes, flaky readers, ramps, staged rollouts,
+# a carrier failing in one city, a silent region with its backlog, wrong
+# clocks, late delivery, a quiet week on 10,000 terminals), replayed
+# through the real pipeline; every #14 Must-show is checked, the quality
+# table printed. About 3 minutes.
+world:
+	@mkdir -p $(OUT)
+	@DECLINEMON_WORLD=1 $(GO) test -count=1 -timeout 20m -run TestWorldMustShows -v ./pipeline/ > $(OUT)/world.log 2>&1; \
+	  status=$$?; grep -v '^=== RUN' $(OUT)/world.log; exit $$status
 
 # kill -9, broker outage, late topic, oversized message, standby takeover,
 # ClickHouse stopped or killed for 60 s, kill -9 while storing: against the

@@ -184,24 +184,29 @@ func (e *Engine) Observe(ev *event.Event, cause event.Cause) bool {
 		}
 		dims[t] = e.lookup(t, id)
 	}
+	landed := true // in the cohort's ring
 	for t, s := range dims {
 		if s == nil {
 			continue
 		}
 		slot := e.slot(event.ScopeType(t), ts)
 		if t == int(event.ScopeTerminal) || t == int(event.ScopeModel) {
-			// A bucket the ring is about to reuse goes into the
-			// sequential evidence first, if evaluation has not added it.
-			if b := &s.ring[int(slot)%len(s.ring)]; b.slot != slot && b.slot > s.seq.slot && b.n > 0 {
+			// A bucket the ring is about to reuse for a newer slot goes
+			// into the sequential evidence first, if evaluation has not
+			// added it. (A late event older than the ring reuses nothing.)
+			if b := &s.ring[int(slot)%len(s.ring)]; b.slot < slot && b.slot > s.seq.slot && b.n > 0 {
 				e.seqCatchUp(s, b.slot+1)
 			}
 		}
-		s.add(slot, cause, e.decay[t], e.hold[t])
+		if !s.add(slot, cause, e.decay[t], e.hold[t]) && t == int(event.ScopeModel) {
+			landed = false
+		}
 		if ts > s.last {
 			s.last = ts
 		}
 	}
-	if m := dims[event.ScopeModel]; m != nil && cause == event.CauseHardware && term.incident(ruleHardware) != nil {
+	if m := dims[event.ScopeModel]; m != nil && landed && cause == event.CauseHardware && term.incident(ruleHardware) != nil &&
+		e.slot(event.ScopeModel, ts) > m.seq.slot {
 		m.seq.x++ // see seqState.x
 	}
 	if r := dims[event.ScopeRegion]; r != nil {

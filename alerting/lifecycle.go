@@ -79,6 +79,13 @@ func (e *Engine) fire(r *rule, al alarm, T int64) {
 		inc.silence = &silenceState{share: al.silence.share}
 	}
 	s.seq.down = 0 // recovery is counted from now
+	if r.idx == ruleHardware && s.typ == event.ScopeTerminal && s.dims != nil {
+		if m := s.dims[event.ScopeModel]; m != nil && m.incident(ruleHardware) == nil {
+			// The cohort's evidence so far was mostly this terminal's,
+			// which has its alert now: the cohort starts over.
+			m.seq.up, m.seq.since, m.seq.n, m.seq.k = 0, 0, 0, 0
+		}
+	}
 	s.setIncident(r.idx, inc)
 	r.active = append(r.active, inc)
 	e.stats.Fired++
@@ -106,7 +113,11 @@ func (e *Engine) settle(r *rule, T int64) {
 		if inc.quietSince == 0 {
 			inc.quietSince = T
 		}
-		if T-inc.quietSince >= int64(r.cfg.ClearAfter) {
+		after := r.cfg.ClearAfter
+		if inc.silence != nil {
+			after = max(after, silenceClear) // a flapping link is one incident
+		}
+		if T-inc.quietSince >= int64(after) {
 			e.resolve(inc, inc.quietSince)
 			continue
 		}

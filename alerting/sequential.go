@@ -204,6 +204,10 @@ func (e *Engine) updatePeers() {
 	}
 }
 
+// silentRelease is how long a firing terminal or cohort may send nothing
+// before its hardware alert resolves without evidence of recovery.
+const silentRelease = 6 * time.Hour
+
 // seqPrior is how many attempts of the fleet's rate a terminal's own rate
 // is shrunk with in the sequential test, and minSeqHistory how many
 // (decayed) attempts of its own it needs before the test applies.
@@ -261,15 +265,15 @@ func (ev *evaluation) runFailures(s *scope, from int64) (k, terminals, top int) 
 
 // stillFailing reports whether a firing incident that did not pass this
 // tick's test must keep firing anyway: a terminal or cohort with a
-// hardware fault has not yet shown it recovered. A scope that fell silent
-// for IdleTTL is let go (a till taken out of service).
+// hardware fault has not yet shown it recovered. A scope silent for
+// silentRelease is let go (a till taken out of service or swapped).
 func (e *Engine) stillFailing(inc *incident, T int64) bool {
 	s := inc.scope
 	if !sequential(inc.rule, s.typ) {
 		return false
 	}
 	e.seqCatchUp(s, e.slot(s.typ, T))
-	return !s.seqRecovered() && T-s.last < int64(e.cfg.IdleTTL)
+	return !s.seqRecovered() && T-s.last < int64(min(silentRelease, e.cfg.IdleTTL))
 }
 
 // validEvidence reports whether x can be a CUSUM sum (Restore's check).

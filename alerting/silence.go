@@ -41,6 +41,11 @@ import (
 // while the region stays below 60% of the share it had when it fell
 // silent, and resolves after the rule's ClearAfter of traffic back.
 
+// silenceClear is how long a silent region's traffic must be back before
+// its incident resolves: a link that drops for three minutes in every
+// nine is one incident, not a page every nine minutes.
+const silenceClear = 15 * time.Minute
+
 const (
 	volMinutes     = 16 // minutes of attempts kept per region and for the fleet
 	silenceJudged  = 2  // minutes judged
@@ -136,7 +141,7 @@ func (e *Engine) evalSilence(r *rule, T int64) {
 			start += int64(time.Minute) // the first judged minute still had traffic
 		}
 		e.fire(r, alarm{kind: KindNetworkOutage, cause: event.CauseNetwork, scope: s, start: start,
-			tally:   tally{attempts: int(rr), failures: int(rf), baseline: share},
+			tally:   tally{attempts: int(rr), failures: int(rf), baseline: e.expected(s, int(event.CauseNetwork))},
 			silence: &silenceNote{share: share, observed: rr, expected: exp}}, T)
 	}
 	clear(e.silenceBuf)

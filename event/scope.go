@@ -80,7 +80,8 @@ func (e *Event) ScopeID(t ScopeType) string {
 	case ScopeModel:
 		return e.Model
 	case ScopeRegionCarrier:
-		if e.Region == "" || e.Carrier == "" {
+		// A region with a "/" would make the id ambiguous: no cell.
+		if e.Region == "" || e.Carrier == "" || strings.IndexByte(e.Region, '/') >= 0 {
 			return ""
 		}
 		return e.Region + "/" + e.Carrier
@@ -92,7 +93,7 @@ func (e *Event) ScopeID(t ScopeType) string {
 // region and carrier, without building it.
 func IsRegionCarrier(id, region, carrier string) bool {
 	return len(id) == len(region)+1+len(carrier) && id[:len(region)] == region &&
-		id[len(region)] == '/' && id[len(region)+1:] == carrier
+		id[len(region)] == '/' && id[len(region)+1:] == carrier && strings.IndexByte(region, '/') < 0
 }
 
 // Parts splits a composite scope id ("330100/CUCC") into its dimensions'

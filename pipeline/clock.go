@@ -18,7 +18,7 @@ import (
 // fleet's own time: the newest event time a tenth of the recently active
 // terminals have reached, which wrong clocks on fewer terminals cannot
 // move. An event more than max_ahead_of_fleet (a day) ahead of it is
-// caught; one ahead by less than that but by more than ten minutes (or
+// caught; one ahead by less than that but by more than a minute (or
 // four times the fleet's recent spread, in sparse traffic) is held to the
 // fleet's time for detection, as a slightly fast clock is held to the wall
 // clock live: a clock hours fast no longer moves everyone's time, and the
@@ -99,10 +99,11 @@ func (c *eventClock) skewed(ev *event.Event) (bool, time.Duration) {
 		return false, 0
 	}
 	d := time.Duration(ts - c.fleet)
-	if c.wall == nil && d > min(c.holdBound(), c.cfg.MaxAheadOfFleet) && c.n-c.lastRecompute >= 64 {
+	if c.wall == nil && d > min(c.holdBound(), c.cfg.MaxAheadOfFleet) && c.n-c.lastRecompute >= c.recheckEvery() {
 		// Sparse traffic can outrun the regular recomputation: look
-		// again before calling it a wrong clock (at most every 64 events,
-		// so a flood of wrong times costs little).
+		// again before holding or flagging it (at most every 16 events
+		// once warm, so a flood of wrong times costs little, and the first
+		// morning after a closed night is held for a few events only).
 		c.fleet, c.spread, c.known = c.recompute()
 		c.lastRecompute = c.n
 		d = time.Duration(ts - c.fleet)
@@ -144,11 +145,22 @@ func (c *eventClock) note(terminal string, ts int64) {
 	}
 }
 
+// recheckEvery is how many events apart an event ahead of the fleet's time
+// may trigger a recomputation: 64 while the sample is small (a few wrong
+// clocks could be most of it), 16 once it holds clockRefresh events.
+func (c *eventClock) recheckEvery() int {
+	if c.n < clockRefresh {
+		return 64
+	}
+	return 16
+}
+
 // holdBound is how far ahead of the fleet's time an event may be without
-// a wall clock before it is held to it: ten minutes, or four times the
-// fleet's spread when traffic is sparse.
+// a wall clock before it is held to it: a minute (a clock a few minutes
+// fast would otherwise move the watermark past everyone's windows), or
+// four times the fleet's spread when traffic is sparse.
 func (c *eventClock) holdBound() time.Duration {
-	return max(10*time.Minute, 4*time.Duration(c.spread))
+	return max(time.Minute, 4*time.Duration(c.spread))
 }
 
 // recompute returns the newest time reached by clockMinQ of the distinct

@@ -117,7 +117,7 @@ func TestEventClock(t *testing.T) {
 			case 7:
 				at = at.Add(8 * time.Hour) // a hardware clock kept in local time
 			case 9:
-				at = at.Add(day - time.Minute) // back from a reboot a day ahead
+				at = at.Add(day - 10*time.Minute) // back from a reboot nearly a day ahead
 			}
 			ev := event.Event{Terminal: term, Time: at}
 			if got, _ := c.skewed(&ev); got {
