@@ -280,19 +280,9 @@ func scoreCmd(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
-	var cfg alerting.Config
-	if *cfgPath != "" {
-		data, err := os.ReadFile(*cfgPath)
-		if err != nil {
-			return fmt.Errorf("reading config: %w", err)
-		}
-		var wrap struct {
-			Detection alerting.Config `yaml:"detection"`
-		}
-		if err := yaml.Unmarshal(data, &wrap); err != nil {
-			return fmt.Errorf("parsing config: %w", err)
-		}
-		cfg = wrap.Detection
+	cfg, err := detectionConfig(*cfgPath)
+	if err != nil {
+		return err
 	}
 	suite := Suite()
 	if *name != "" {
@@ -363,19 +353,9 @@ func worldCmd(args []string, stdout, stderr io.Writer) error {
 	if *bin != "" {
 		detect, path = BinaryDetector(*bin, *cfgPath), "replay"
 	} else {
-		var cfg alerting.Config
-		if *cfgPath != "" {
-			data, err := os.ReadFile(*cfgPath)
-			if err != nil {
-				return fmt.Errorf("reading config: %w", err)
-			}
-			var wrap struct {
-				Detection alerting.Config `yaml:"detection"`
-			}
-			if err := yaml.Unmarshal(data, &wrap); err != nil {
-				return fmt.Errorf("parsing config: %w", err)
-			}
-			cfg = wrap.Detection
+		cfg, err := detectionConfig(*cfgPath)
+		if err != nil {
+			return err
 		}
 		detect = EngineDetector(classify.Default(), cfg)
 	}
@@ -450,4 +430,23 @@ func (s Scenario) encoder(badRatio float64, emit func(terminal string, msg []byt
 			emit(ev.Terminal, []byte(badLine(rng, buf)))
 		}
 	}
+}
+
+// detectionConfig reads the detection: section of a YAML file; no path
+// means the defaults.
+func detectionConfig(path string) (alerting.Config, error) {
+	if path == "" {
+		return alerting.Config{}, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return alerting.Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	var wrap struct {
+		Detection alerting.Config `yaml:"detection"`
+	}
+	if err := yaml.Unmarshal(data, &wrap); err != nil {
+		return alerting.Config{}, fmt.Errorf("parsing config: %w", err)
+	}
+	return wrap.Detection, nil
 }
