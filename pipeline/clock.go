@@ -15,7 +15,7 @@ import (
 // event's time is screened. Live (run), an event dated more than
 // max_ahead after the monitor's wall clock cannot be right. Without a
 // wall clock (replay of recorded days, the demo), the reference is the
-// fleet's own time: the newest event time a tenth of the recently active
+// fleet's own time: the newest event time a quarter of the recently active
 // terminals have reached, which wrong clocks on fewer terminals cannot
 // move. An event more than max_ahead_of_fleet (a day) ahead of it is
 // caught; one ahead by less than that but by more than a minute (or
@@ -55,15 +55,13 @@ func (c ClockConfig) withDefaults() ClockConfig {
 }
 
 // The fleet's time is read from a sample of recent events: the newest
-// time that eight of the distinct terminals in the sample have reached
-// (a tenth of them in a fleet of fewer than 80, at least three). Wrong
-// clocks on fewer terminals than that cannot move it; a fleet that really
-// moves on (a recording with a gap of days) moves it within a few
-// hundred events.
+// time that a quarter of the distinct terminals in the sample have
+// reached (at least three). Wrong clocks on fewer terminals than that
+// cannot move it; a fleet that really moves on (a recording with a gap of
+// days) moves it within a few hundred events.
 const (
 	clockSample  = 1024 // recent events sampled
 	clockRefresh = 256  // events between recomputations once warm
-	clockMinQ    = 8
 )
 
 // eventClock screens event times (one pipeline goroutine).
@@ -163,9 +161,9 @@ func (c *eventClock) holdBound() time.Duration {
 	return max(time.Minute, 4*time.Duration(c.spread))
 }
 
-// recompute returns the newest time reached by clockMinQ of the distinct
-// terminals sampled (a tenth of them, at least three, when fewer than 80):
-// each terminal counts once, at its newest sampled time. spread is how far
+// recompute returns the newest time reached by a quarter of the distinct
+// terminals sampled (at least three): each terminal counts once, at its
+// newest sampled time. spread is how far
 // that time leads the one reached by twice as many terminals: the pace of
 // the fleet's arrivals, minutes apart in a sparse night.
 func (c *eventClock) recompute() (fleet, spread int64, ok bool) {
@@ -180,10 +178,12 @@ func (c *eventClock) recompute() (fleet, spread int64, ok bool) {
 			newest = append(newest, t)
 		}
 	}
-	// A tenth of the terminals, but at most clockMinQ: terminals that
-	// went quiet stay in the sample with old times, and in sparse traffic
-	// (a night, a few shops) the few still sending must move the clock.
-	q := max(3, min(len(newest)/10, clockMinQ))
+	// A quarter of the terminals sampled (at least three): wrong clocks
+	// on fewer — even a bad time-server push setting dozens ahead by the
+	// same hour — cannot move it. In sparse traffic the sample reaches
+	// back hours and this lags the newest events; the hold bound's spread
+	// grows with it.
+	q := max(3, len(newest)/4)
 	if len(newest) < q {
 		return 0, 0, false
 	}

@@ -129,6 +129,26 @@ func TestEventClock(t *testing.T) {
 			}
 		}
 	})
+	t.Run("replay: a bad time-server push sets a tenth of the fleet an hour ahead", func(t *testing.T) {
+		c := &eventClock{cfg: ClockConfig{}.withDefaults()}
+		warm(c)
+		for i := range 6000 {
+			now := t0.Add(time.Minute + time.Duration(i)*100*time.Millisecond)
+			j := (i * 7) % 600 // the pushed terminals spread through the stream
+			term, at := fmt.Sprintf("T%d", j), now
+			if j%10 == 0 {
+				at = at.Add(time.Hour)
+			}
+			ev := event.Event{Terminal: term, Time: at}
+			if got, _ := c.skewed(&ev); got {
+				t.Fatalf("event %d of %s skewed: an hour ahead is held, not dropped", i, term)
+			}
+			c.clamp(&ev)
+			if ev.Time.Sub(now) > time.Minute {
+				t.Fatalf("event %d of %s detected %s ahead of the fleet", i, term, ev.Time.Sub(now))
+			}
+		}
+	})
 	t.Run("wrong clocks on fewer than eight terminals do not move the fleet's time", func(t *testing.T) {
 		c := &eventClock{cfg: ClockConfig{}.withDefaults()}
 		warm(c)
