@@ -26,7 +26,58 @@ type Decoder struct {
 	scheme   event.Scheme
 	maxBytes int
 	intern   *Interner
+	labels   [numLabels]labelCache
 	sc       scanner
+}
+
+// The low-cardinality fields, each with a labelCache.
+const (
+	labelResponseCode = iota
+	labelTerminalError
+	labelCurrency
+	labelCardBIN
+	labelIssuer
+	labelAcquirer
+	labelHost
+	labelRegion
+	labelCarrier
+	labelModel
+	labelFirmware
+	numLabels
+)
+
+// labelCache remembers recent values of one low-cardinality field (region,
+// carrier, model, codes…), direct-mapped by a hash of their bytes. A hit
+// is a value this decoder already checked and interned: it skips the
+// interner's map (the largest cost of decoding at fleet scale, where that
+// map holds every terminal and merchant id) and the card-data scan, which
+// the same bytes passed before. A hostile stream of distinct values only
+// misses.
+type labelCache [256]string
+
+func (c *labelCache) slot(b []byte) *string {
+	h := uint32(2166136261) // FNV-1a
+	for _, x := range b {
+		h = (h ^ uint32(x)) * 16777619
+	}
+	return &c[h>>24]
+}
+
+// label returns v interned through c. A value not in c must pass check
+// first (nil: none).
+func (d *Decoder) label(c *labelCache, field string, v []byte, check func(string, []byte) *DecodeError) (string, *DecodeError) {
+	e := c.slot(v)
+	if *e == string(v) { // no allocation: compared in place
+		return *e, nil
+	}
+	if check != nil {
+		if err := check(field, v); err != nil {
+			return "", err
+		}
+	}
+	s := d.intern.Bytes(v)
+	*e = s
+	return s, nil
 }
 
 // WithDefaults fills zero fields with their defaults.
@@ -195,16 +246,15 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if len(v) == 1 {
 			return reject(ReasonOutOfRange, "response_code", "must be exactly 2 characters")
 		}
-		ev.ResponseCode = d.intern.Bytes(v)
+		ev.ResponseCode, _ = d.label(&d.labels[labelResponseCode], "", v, nil)
 	case "terminal_error":
 		v, err := d.optString("terminal_error", 64)
 		if err != nil {
 			return err
 		}
-		if err := noCardData("terminal_error", v); err != nil {
+		if ev.TerminalError, err = d.label(&d.labels[labelTerminalError], "terminal_error", v, noCardData); err != nil {
 			return err
 		}
-		ev.TerminalError = d.intern.Bytes(v)
 	case "scheme":
 		v, err := d.optString("scheme", 16)
 		if err != nil {
@@ -232,7 +282,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 			if len(v) != 3 || !isUpperAlpha(v) {
 				return reject(ReasonInvalidValue, "currency", "must be an ISO 4217 alpha-3 code")
 			}
-			ev.Currency = d.intern.Bytes(v)
+			ev.Currency, _ = d.label(&d.labels[labelCurrency], "", v, nil)
 		}
 	case "card_bin":
 		v, ok := d.stringValue()
@@ -251,21 +301,21 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if len(v) < 6 {
 			return reject(ReasonOutOfRange, "card_bin", "must be 6 to 8 digits")
 		}
-		ev.CardBIN = d.intern.Bytes(v)
+		ev.CardBIN, _ = d.label(&d.labels[labelCardBIN], "", v, nil)
 	case "issuer_id":
-		return d.optInterned("issuer_id", &ev.Issuer)
+		return d.optInterned("issuer_id", labelIssuer, &ev.Issuer)
 	case "acquirer_id":
-		return d.optInterned("acquirer_id", &ev.Acquirer)
+		return d.optInterned("acquirer_id", labelAcquirer, &ev.Acquirer)
 	case "host_id":
-		return d.optInterned("host_id", &ev.Host)
+		return d.optInterned("host_id", labelHost, &ev.Host)
 	case "region":
-		return d.optInterned("region", &ev.Region)
+		return d.optInterned("region", labelRegion, &ev.Region)
 	case "carrier":
-		return d.optInterned("carrier", &ev.Carrier)
+		return d.optInterned("carrier", labelCarrier, &ev.Carrier)
 	case "model":
-		return d.optInterned("model", &ev.Model)
+		return d.optInterned("model", labelModel, &ev.Model)
 	case "firmware":
-		return d.optInterned("firmware", &ev.Firmware)
+		return d.optInterned("firmware", labelFirmware, &ev.Firmware)
 	case "amount_minor":
 		v, present, err := d.intValue("amount_minor", 0, 1<<62)
 		if err != nil {
@@ -456,16 +506,13 @@ func (d *Decoder) optString(field string, max int) ([]byte, *DecodeError) {
 	return v, nil
 }
 
-func (d *Decoder) optInterned(field string, dst *string) *DecodeError {
+func (d *Decoder) optInterned(field string, label int, dst *string) *DecodeError {
 	v, err := d.optString(field, 64)
 	if err != nil {
 		return err
 	}
-	if err := noCardData(field, v); err != nil {
-		return err
-	}
-	*dst = d.intern.Bytes(v)
-	return nil
+	*dst, err = d.label(&d.labels[label], field, v, noCardData)
+	return err
 }
 
 func (d *Decoder) enum(field string, dst *string, allowed ...string) *DecodeError {

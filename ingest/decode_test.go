@@ -271,3 +271,42 @@ func bitsTrailing(m uint64) int {
 	}
 	return n
 }
+
+// The per-field caches of low-cardinality values must never let card data
+// through: a value is cached only after it passed the check, and a clean
+// value sharing a slot does not vouch for another.
+func TestLabelCacheKeepsTheCardDataCheck(t *testing.T) {
+	d := NewDecoder(DecoderConfig{})
+	msg := func(field, v string) []byte {
+		return []byte(`{"event_id":"e1","ts":"2026-11-27T04:03:11Z","terminal_id":"T1","merchant_id":"M1","response_code":"00","` +
+			field + `":"` + v + `"}`)
+	}
+	pan := "4111111111111111"
+	for _, field := range []string{"region", "carrier", "model", "firmware", "issuer_id", "acquirer_id", "host_id", "terminal_error"} {
+		var ev event.Event
+		for round := range 3 {
+			// Fill every slot with clean values first, then the PAN, again.
+			for i := range 600 {
+				if err := d.Decode(msg(field, "v-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('a'+i/26))), &ev); err != nil {
+					t.Fatalf("%s: clean value rejected: %v", field, err)
+				}
+			}
+			err := d.Decode(msg(field, pan), &ev)
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Reason != ReasonSensitiveData {
+				t.Fatalf("%s round %d: a card number was accepted (err %v)", field, round, err)
+			}
+		}
+		// A repeated clean value is the same interned string.
+		var a, b event.Event
+		if err := d.Decode(msg(field, "SH-01"), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Decode(msg(field, "SH-01"), &b); err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Fatalf("%s: %+v then %+v", field, a, b)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"cmp"
+	"hash/maphash"
 	"slices"
 	"sync"
 	"time"
@@ -70,17 +71,27 @@ type eventClock struct {
 	wall func() time.Time // nil: no wall clock (replay)
 
 	ring          [clockSample]terminalTime
+	seed          maphash.Seed
 	n             int // events noted
 	lastRecompute int // n at the last recomputation
 	fleet         int64
 	spread        int64 // how far the fleet's time leads the time twice as many terminals reached
 	known         bool
-	tmp           []terminalTime
+	// recompute's scratch: the distinct terminals sampled and their newest times.
+	table [2 * clockSample]clockEntry
+	gen   uint32
+	times []int64
 }
 
 type terminalTime struct {
-	terminal string
-	ts       int64
+	hash uint64 // of the terminal id
+	ts   int64
+}
+
+type clockEntry struct {
+	hash uint64
+	gen  uint32
+	at   int32 // index in times
 }
 
 // skewed notes ev's time and reports whether it is implausible, and by
@@ -135,7 +146,10 @@ func (c *eventClock) clamp(ev *event.Event) {
 // that really moves on moves the clock) and recomputes the fleet's time
 // after 16, 64 and 256 events, then every clockRefresh.
 func (c *eventClock) note(terminal string, ts int64) {
-	c.ring[c.n%clockSample] = terminalTime{terminal, ts}
+	if c.n == 0 {
+		c.seed = maphash.MakeSeed()
+	}
+	c.ring[c.n%clockSample] = terminalTime{maphash.String(c.seed, terminal), ts}
 	c.n++
 	if c.n == 16 || c.n == 64 || c.n%clockRefresh == 0 {
 		c.fleet, c.spread, c.known = c.recompute()
@@ -168,14 +182,25 @@ func (c *eventClock) holdBound() time.Duration {
 // the fleet's arrivals, minutes apart in a sparse night.
 func (c *eventClock) recompute() (fleet, spread int64, ok bool) {
 	k := min(c.n, clockSample)
-	c.tmp = append(c.tmp[:0], c.ring[:k]...)
-	slices.SortFunc(c.tmp, func(a, b terminalTime) int {
-		return cmp.Or(cmp.Compare(a.terminal, b.terminal), cmp.Compare(b.ts, a.ts))
-	})
-	newest := c.tmp[:0]
-	for i, t := range c.tmp {
-		if i == 0 || t.terminal != c.tmp[i-1].terminal {
-			newest = append(newest, t)
+	// Each terminal once, at its newest time: an open-addressed table
+	// keyed by the terminal's hash, emptied by moving to a new generation.
+	if c.gen++; c.gen == 0 {
+		clear(c.table[:])
+		c.gen = 1
+	}
+	c.times = c.times[:0]
+	for _, t := range c.ring[:k] {
+		for i := t.hash; ; i++ {
+			e := &c.table[i%uint64(len(c.table))]
+			if e.gen != c.gen {
+				*e = clockEntry{hash: t.hash, gen: c.gen, at: int32(len(c.times))}
+				c.times = append(c.times, t.ts)
+				break
+			}
+			if e.hash == t.hash {
+				c.times[e.at] = max(c.times[e.at], t.ts)
+				break
+			}
 		}
 	}
 	// A quarter of the terminals sampled (at least three): wrong clocks
@@ -183,13 +208,14 @@ func (c *eventClock) recompute() (fleet, spread int64, ok bool) {
 	// same hour — cannot move it. In sparse traffic the sample reaches
 	// back hours and this lags the newest events; the hold bound's spread
 	// grows with it.
-	q := max(3, len(newest)/4)
-	if len(newest) < q {
+	n := len(c.times)
+	q := max(3, n/4)
+	if n < q {
 		return 0, 0, false
 	}
-	slices.SortFunc(newest, func(a, b terminalTime) int { return cmp.Compare(b.ts, a.ts) })
-	fleet = newest[q-1].ts
-	return fleet, fleet - newest[min(2*q, len(newest))-1].ts, true
+	slices.Sort(c.times)
+	fleet = c.times[n-q]
+	return fleet, fleet - c.times[n-min(2*q, n)], true
 }
 
 // ClockSkew is one terminal whose events carried a wrong time.

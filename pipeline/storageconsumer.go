@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"strings"
 	"time"
 
@@ -9,10 +10,11 @@ import (
 
 // StorageConsumerConfig is the configuration of the storage consumers that
 // run beside detection: no detection, their own group (group
-// "<kafka.group_id>.storage" unless named), and 8 MiB fetches unless
-// kafka.max_bytes is set — detection keeps 1 MiB so that its partitions
-// stay close in event time, storage wants fewer, larger fetches (README,
-// Performance).
+// "<kafka.group_id>.storage" unless named), clickhouse.batch_size events
+// per flush (default 100000) instead of kafka.batch_size, and 8 MiB
+// fetches unless kafka.max_bytes is set — detection keeps 1 MiB so that
+// its partitions stay close in event time, storage wants fewer, larger
+// fetches and inserts (README, Performance).
 func StorageConsumerConfig(cfg Config, group string) Config {
 	cfg.DisableDetection = true
 	cfg.Kafka.ForwardTopic = "" // the detection consumer forwards, once
@@ -23,6 +25,7 @@ func StorageConsumerConfig(cfg Config, group string) Config {
 	if cfg.Kafka.MaxBytes == 0 {
 		cfg.Kafka.MaxBytes = 8 << 20
 	}
+	cfg.Kafka.BatchSize = cmp.Or(cfg.ClickHouse.BatchSize, 100_000)
 	return cfg
 }
 

@@ -15,11 +15,15 @@ func TestStorageConsumerConfig(t *testing.T) {
 	cfg.Kafka.GroupID = "fleet-a"
 	cfg.Kafka.ForwardTopic = "accepted"
 	s := StorageConsumerConfig(cfg, "")
-	if s.Kafka.GroupID != "fleet-a.storage" || !s.DisableDetection || s.Kafka.ForwardTopic != "" || s.Kafka.MaxBytes != 8<<20 {
+	if s.Kafka.GroupID != "fleet-a.storage" || !s.DisableDetection || s.Kafka.ForwardTopic != "" || s.Kafka.MaxBytes != 8<<20 || s.Kafka.BatchSize != 100_000 {
 		t.Errorf("storage consumer config %+v", s.Kafka)
 	}
 	if s := StorageConsumerConfig(cfg, "ch-writers"); s.Kafka.GroupID != "ch-writers" {
 		t.Errorf("named group: %s", s.Kafka.GroupID)
+	}
+	cfg.ClickHouse.BatchSize = 20_000
+	if s := StorageConsumerConfig(cfg, ""); s.Kafka.BatchSize != 20_000 {
+		t.Errorf("clickhouse.batch_size: %d", s.Kafka.BatchSize)
 	}
 	var defaults Config
 	if s := StorageConsumerConfig(defaults, ""); s.Kafka.GroupID != "declinemon.storage" {

@@ -34,7 +34,13 @@ type Config struct {
 	// Consumers is how many members of that group run in the process
 	// (default 2): while one waits for ClickHouse to acknowledge its
 	// batch, another decodes the next (they share the partitions).
-	Consumers int          `yaml:"consumers"`
+	Consumers int `yaml:"consumers"`
+	// BatchSize is how many events the storage consumers insert at once
+	// (default 100000; kafka.flush_interval still cuts smaller batches
+	// when the stream is slower). ClickHouse does best with few, large
+	// inserts: 100K-event parts cost the server a quarter less CPU per
+	// event than 50K ones, merges included (README, Performance).
+	BatchSize int          `yaml:"batch_size"`
 	Writer    WriterConfig `yaml:"writer"`
 }
 
@@ -51,8 +57,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("clickhouse.business_timezone: %q is not an IANA time zone", c.BusinessTimezone))
 		}
 	}
-	if c.EventsTTLDays < 0 || c.RollupTTLDays < 0 || c.DialTimeout < 0 || c.MaxOpenConns < 0 || c.Consumers < 0 {
-		errs = append(errs, errors.New("clickhouse: ttl days, dial_timeout, max_open_conns and consumers must not be negative"))
+	if c.EventsTTLDays < 0 || c.RollupTTLDays < 0 || c.DialTimeout < 0 || c.MaxOpenConns < 0 || c.Consumers < 0 || c.BatchSize < 0 {
+		errs = append(errs, errors.New("clickhouse: ttl days, dial_timeout, max_open_conns, consumers and batch_size must not be negative"))
 	}
 	return errors.Join(errs...)
 }

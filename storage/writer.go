@@ -60,9 +60,11 @@ type Writer struct {
 	// inflight: partitions a Write is inserting now (see claim).
 	inflight map[topicPartition]chan struct{}
 	cfg      WriterConfig
-	// cols are column buffers reused from batch to batch; consumers of
-	// one process share the writer and insert concurrently.
-	cols  sync.Pool
+	// free holds column buffers reused from batch to batch (consumers of
+	// one process share the writer and insert concurrently). Not a
+	// sync.Pool: the collector empties those, and regrowing 50K-row
+	// columns every few batches was a fifth of the writer's allocations.
+	free  []*Columns
 	stats WriterStats
 	sleep func(context.Context, time.Duration) error
 }
@@ -105,6 +107,31 @@ func (w *Writer) Ping(ctx context.Context) error {
 // Stats returns the writer's counters.
 func (w *Writer) Stats() *WriterStats { return &w.stats }
 
+// columns takes a column buffer off the free list (or a new one), empty.
+func (w *Writer) columns() *Columns {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if n := len(w.free); n > 0 {
+		c := w.free[n-1]
+		w.free = w.free[:n-1]
+		c.Reset()
+		return c
+	}
+	return new(Columns)
+}
+
+// maxFreeColumns bounds the buffers kept: one per concurrent insert is
+// enough.
+const maxFreeColumns = 4
+
+func (w *Writer) release(c *Columns) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.free) < maxFreeColumns {
+		w.free = append(w.free, c)
+	}
+}
+
 // Write implements pipeline.Store.
 func (w *Writer) Write(ctx context.Context, batch []event.Classified) (err error) {
 	if len(batch) == 0 {
@@ -139,12 +166,8 @@ func (w *Writer) Write(ctx context.Context, batch []event.Classified) (err error
 		w.handled(all)
 		return nil
 	}
-	cols, _ := w.cols.Get().(*Columns)
-	if cols == nil {
-		cols = new(Columns)
-	}
-	defer w.cols.Put(cols)
-	cols.Reset()
+	cols := w.columns()
+	defer w.release(cols)
 	for i := range batch {
 		cols.Append(&batch[i])
 	}
