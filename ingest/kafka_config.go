@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -278,7 +280,32 @@ func (k KafkaConfig) dialer() (*kafka.Dialer, *kafka.Transport, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	d := &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, ClientID: k.ClientID, TLS: tlsCfg, SASLMechanism: mech}
+	d := &kafka.Dialer{Timeout: 10 * time.Second, ClientID: k.ClientID, TLS: tlsCfg, SASLMechanism: mech, DialFunc: dialBuffered}
 	t := &kafka.Transport{DialTimeout: 10 * time.Second, ClientID: k.ClientID, TLS: tlsCfg, SASL: mech}
 	return d, t, nil
 }
+
+// fetchReadBuffer is how much of a broker's response one read system call
+// may take. kafka-go reads responses through a 4 KiB bufio.Reader, which
+// makes an 8 MiB fetch two thousand reads: 8% of the consumer's CPU at
+// 150K events/s (README, Performance).
+const fetchReadBuffer = 256 << 10
+
+// dialBuffered connects to a broker through a connection that reads in
+// fetchReadBuffer chunks (TLS, when configured, runs over it).
+func dialBuffered(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, fetchReadBuffer)}, nil
+}
+
+// bufferedConn is a broker connection read through a large buffer.
+// Deadlines still apply to every read that reaches the socket.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
