@@ -140,7 +140,7 @@ system-test: kafka-jars chdb-lib tools
 # run's topology into a real ClickHouse server: storage consumers (and
 # detection beside them), from the start until every event is queryable.
 bench-storage: kafka-jars chdb-lib
-	$(GO) test -run '^$$' -bench 'BenchmarkRunKafkaClickHouse/.*/consumers=./batch=50000' -benchtime 4x ./pipeline
+	$(GO) test -run '^$$' -bench 'BenchmarkRunKafkaClickHouse/.*/consumers=2/batch=100000/flush=1s' -benchtime 4x ./pipeline
 	$(GO) test -run '^$$' -bench 'WriterOnServer|WriterOwnPart' -benchtime 20x ./storage
 
 build:
