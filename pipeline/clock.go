@@ -69,6 +69,7 @@ const (
 type eventClock struct {
 	cfg  ClockConfig
 	wall func() time.Time // nil: no wall clock (replay)
+	now  time.Time        // wall's reading for the event skewed last noted
 
 	ring          [clockSample]terminalTime
 	seed          maphash.Seed
@@ -100,7 +101,8 @@ func (c *eventClock) skewed(ev *event.Event) (bool, time.Duration) {
 	ts := ev.Time.UnixNano()
 	c.note(ev.Terminal, ts)
 	if c.wall != nil {
-		if d := time.Duration(ts - c.wall().UnixNano()); d > c.cfg.MaxAhead {
+		c.now = c.wall()
+		if d := time.Duration(ts - c.now.UnixNano()); d > c.cfg.MaxAhead {
 			return true, d
 		}
 	}
@@ -129,7 +131,8 @@ func (c *eventClock) skewed(ev *event.Event) (bool, time.Duration) {
 // cannot push the watermark past the rest of the fleet. Without a wall
 // clock, an event more than holdBound ahead of the fleet's time is held
 // to the fleet's time the same way. (It is stored with the time it
-// carries.)
+// carries.) It follows skewed of the same event, whose wall-clock reading
+// it uses.
 func (c *eventClock) clamp(ev *event.Event) {
 	if c.wall == nil {
 		if c.known && ev.Time.UnixNano()-c.fleet > int64(c.holdBound()) {
@@ -137,8 +140,8 @@ func (c *eventClock) clamp(ev *event.Event) {
 		}
 		return
 	}
-	if now := c.wall(); ev.Time.After(now) {
-		ev.Time = now
+	if ev.Time.After(c.now) {
+		ev.Time = c.now
 	}
 }
 

@@ -150,7 +150,7 @@ func (m *merger) push(topic []byte, partition int, from partitionKey, offset int
 	m.lastPush = now
 	s.lastSeen = now
 	m.buffered++
-	m.release(observe, false)
+	m.releaseAt(observe, false, now)
 }
 
 // each calls f for every held event, in the order of the consumed
@@ -178,7 +178,10 @@ func (m *merger) each(f func(origin *source, from partitionKey, offset int64, h 
 // release observes heads in event-time order while it is safe to; with
 // force it drains everything (shutdown).
 func (m *merger) release(observe func(*event.Event, event.Cause), force bool) {
-	now := m.now()
+	m.releaseAt(observe, force, m.now())
+}
+
+func (m *merger) releaseAt(observe func(*event.Event, event.Cause), force bool, now time.Time) {
 	discovering := m.known == 0 || len(m.order) < m.known
 	if !force && discovering && m.buffered <= m.max && now.Sub(m.started) < m.idleAfter {
 		return // other partitions may not have delivered their first fetch yet
