@@ -288,8 +288,9 @@ func (k KafkaConfig) dialer() (*kafka.Dialer, *kafka.Transport, error) {
 // fetchReadBuffer is how much of a broker's response one read system call
 // may take. kafka-go reads responses through a 4 KiB bufio.Reader, which
 // makes an 8 MiB fetch two thousand reads: 8% of the consumer's CPU at
-// 150K events/s (README, Performance).
-const fetchReadBuffer = 256 << 10
+// 150K events/s (README, Performance). It is allocated per connection,
+// about one per assigned partition and group.
+const fetchReadBuffer = 128 << 10
 
 // dialBuffered connects to a broker through a connection that reads in
 // fetchReadBuffer chunks (TLS, when configured, runs over it).

@@ -11,7 +11,7 @@ import (
 // StorageConsumerConfig is the configuration of the storage consumers that
 // run beside detection: no detection, their own group (group
 // "<kafka.group_id>.storage" unless named), clickhouse.batch_size events
-// per flush (default 100000) instead of kafka.batch_size, and 8 MiB
+// per flush (else kafka.batch_size when set, else 100000), and 8 MiB
 // fetches unless kafka.max_bytes is set — detection keeps 1 MiB so that
 // its partitions stay close in event time, storage wants fewer, larger
 // fetches and inserts (README, Performance).
@@ -25,7 +25,8 @@ func StorageConsumerConfig(cfg Config, group string) Config {
 	if cfg.Kafka.MaxBytes == 0 {
 		cfg.Kafka.MaxBytes = 8 << 20
 	}
-	cfg.Kafka.BatchSize = cmp.Or(cfg.ClickHouse.BatchSize, 100_000)
+	// A kafka.batch_size set for memory's sake still bounds storage.
+	cfg.Kafka.BatchSize = cmp.Or(cfg.ClickHouse.BatchSize, cfg.Kafka.BatchSize, 100_000)
 	return cfg
 }
 

@@ -21,6 +21,10 @@ func TestStorageConsumerConfig(t *testing.T) {
 	if s := StorageConsumerConfig(cfg, "ch-writers"); s.Kafka.GroupID != "ch-writers" {
 		t.Errorf("named group: %s", s.Kafka.GroupID)
 	}
+	cfg.Kafka.BatchSize = 5000 // set for memory's sake: still the bound
+	if s := StorageConsumerConfig(cfg, ""); s.Kafka.BatchSize != 5000 {
+		t.Errorf("kafka.batch_size 5000 set, storage flushes %d", s.Kafka.BatchSize)
+	}
 	cfg.ClickHouse.BatchSize = 20_000
 	if s := StorageConsumerConfig(cfg, ""); s.Kafka.BatchSize != 20_000 {
 		t.Errorf("clickhouse.batch_size: %d", s.Kafka.BatchSize)

@@ -35,9 +35,11 @@ type Config struct {
 	// (default 2): while one waits for ClickHouse to acknowledge its
 	// batch, another decodes the next (they share the partitions).
 	Consumers int `yaml:"consumers"`
-	// BatchSize is how many events the storage consumers insert at once
-	// (default 100000; kafka.flush_interval still cuts smaller batches
-	// when the stream is slower). ClickHouse does best with few, large
+	// BatchSize is how many events the storage consumers beside detection
+	// insert at once (default: kafka.batch_size when set, else 100000;
+	// kafka.flush_interval still cuts smaller batches when the stream is
+	// slower). With detection off, run's one consumer inserts
+	// kafka.batch_size. ClickHouse does best with few, large
 	// inserts: 100K-event parts cost the server a quarter less CPU per
 	// event than 50K ones, merges included (README, Performance).
 	BatchSize int          `yaml:"batch_size"`

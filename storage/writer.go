@@ -124,7 +124,13 @@ func (w *Writer) columns() *Columns {
 // enough.
 const maxFreeColumns = 4
 
+// release keeps c for the next batch, unless the batch it held was under
+// a quarter of what it has room for (traffic fell since a peak): then the
+// collector gets it back, and the memory kept follows the recent batches.
 func (w *Writer) release(c *Columns) {
+	if n := cap(c.EventID); n > 16<<10 && 4*c.Len() < n {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.free) < maxFreeColumns {
