@@ -353,3 +353,35 @@ func TestWriterInsertThatLandedButFailed(t *testing.T) {
 		t.Fatalf("%d events stored twice, %d distinct; want 0 and 70", dup, len(seen))
 	}
 }
+
+// The column buffers kept between inserts are reused while batches stay
+// large, and given back once traffic falls well below a past peak.
+func TestWriterKeepsColumnsForSimilarBatches(t *testing.T) {
+	w := NewWriter(&fakeInserter{}, WriterConfig{})
+	big := accepted(40_000, 0)
+	if err := w.Write(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.free) != 1 || cap(w.free[0].EventID) < 40_000 {
+		t.Fatalf("after a 40K batch: %d buffers kept", len(w.free))
+	}
+	kept := w.free[0]
+	if err := w.Write(context.Background(), accepted(30_000, 40_000)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.free) != 1 || w.free[0] != kept {
+		t.Fatal("a batch of similar size did not reuse the kept buffer")
+	}
+	if err := w.Write(context.Background(), accepted(100, 70_000)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.free) != 0 {
+		t.Fatalf("a 40K-row buffer is still kept after a 100-event batch")
+	}
+	if err := w.Write(context.Background(), accepted(100, 70_100)); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.free) != 1 || cap(w.free[0].EventID) > 16<<10 {
+		t.Fatal("small buffers are not kept")
+	}
+}
