@@ -58,9 +58,11 @@ func BenchmarkRunKafkaClickHouse(b *testing.B) {
 	client := chtest.Open(b, s, chserver.User{}, storage.SchemaConfig{})
 	type variant struct {
 		detect    bool
+		shared    bool // one consumer feeds detection and storage
 		consumers int
 		batch     int
 		flush     time.Duration
+		maxBytes  int
 	}
 	var variants []variant
 	for _, detect := range []bool{false, true} {
@@ -71,10 +73,16 @@ func BenchmarkRunKafkaClickHouse(b *testing.B) {
 			variants = append(variants, v)
 		}
 	}
+	for _, maxBytes := range []int{1 << 20, 8 << 20} {
+		variants = append(variants, variant{detect: true, shared: true, consumers: 1, batch: 100_000, flush: time.Second, maxBytes: maxBytes})
+	}
 	for _, v := range variants {
 		mode := "store"
 		if v.detect {
 			mode = "store+detect"
+		}
+		if v.shared {
+			mode = fmt.Sprintf("shared/max_bytes=%d", v.maxBytes)
 		}
 		b.Run(fmt.Sprintf("%s/consumers=%d/batch=%d/flush=%s", mode, v.consumers, v.batch, v.flush), func(b *testing.B) {
 			cfg := StorageConsumerConfig(runConfig(br, topic, ""), "")
@@ -82,7 +90,11 @@ func BenchmarkRunKafkaClickHouse(b *testing.B) {
 			cfg.Kafka.FlushInterval = v.flush
 			cfg.Kafka.MaxWait = 0            // the default
 			cfg.Kafka.CheckpointInterval = 0 // the default
-			benchStoredRuns(b, br, s, client, cfg, v.consumers, v.detect, chBenchEvents)
+			if v.shared {
+				cfg.DisableDetection = false
+				cfg.Kafka.MaxBytes = v.maxBytes
+			}
+			benchStoredRuns(b, br, s, client, cfg, v.consumers, v.detect && !v.shared, chBenchEvents)
 		})
 	}
 }

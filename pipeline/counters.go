@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,14 +146,33 @@ type Metrics struct {
 	descs   map[string]*prometheus.Desc
 }
 
-// RegisterMetrics registers the pipeline's metrics on reg and makes them
-// its flush observer; sinks are the notifiers' delivery counts by name.
-func RegisterMetrics(reg prometheus.Registerer, p *Pipeline, sinks map[string]DeliveryStats) (*Metrics, error) {
-	m := newMetrics(&p.counters, p.Halted, sinks)
+// RegisterMetrics registers the metrics of p on reg and makes them its
+// flush observer; sinks are the notifiers' delivery counts by name. The
+// members are other pipelines of p's group in this process that share its
+// Counters (Options.Counters): they observe into the same metrics, and
+// consumption is halted when any of them is.
+func RegisterMetrics(reg prometheus.Registerer, p *Pipeline, sinks map[string]DeliveryStats, members ...*Pipeline) (*Metrics, error) {
+	all := append([]*Pipeline{p}, members...)
+	for _, q := range members {
+		if q.counters != p.counters {
+			return nil, errors.New("the members of one consumer's metrics must share its counters")
+		}
+	}
+	halted := func() string {
+		for _, q := range all {
+			if h := q.Halted(); h != "" {
+				return h
+			}
+		}
+		return ""
+	}
+	m := newMetrics(p.counters, halted, sinks)
 	if err := m.register(reg); err != nil {
 		return nil, err
 	}
-	p.SetObserver(m)
+	for _, q := range all {
+		q.SetObserver(m)
+	}
 	return m, nil
 }
 

@@ -32,6 +32,9 @@ type RunOptions struct {
 	// Recorded: the stream is a recording played back with its own times
 	// (the demo), so event times are not bounded by the wall clock.
 	Recorded bool
+	// Counters shared with the other members of this runner's group in
+	// the process (Options.Counters); nil: its own.
+	Counters *Counters
 }
 
 // Runner is `declinemon run`: the pipeline on a Kafka consumer group, with
@@ -67,7 +70,7 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	}
 	po := Options{Config: o.Config, Rules: o.Rules, Store: o.Store, Alerts: o.Alerts, DeadLetters: r.dead, Log: o.Log,
 		BatchSize: kc.BatchSize, FlushInterval: kc.FlushInterval, ShutdownTimeout: kc.ShutdownTimeout, EndOfInput: o.EndOfInput,
-		WallClock: time.Now}
+		WallClock: time.Now, Counters: o.Counters}
 	if o.Recorded {
 		po.WallClock = nil
 	}

@@ -87,6 +87,10 @@ type Options struct {
 	// WallClock bounds event times from above (live consumption): nil for
 	// recorded input (replay), whose events may be dated anywhere.
 	WallClock func() time.Time
+	// Counters, when set, are shared with other members of one group in
+	// this process, so that they are counted (and exported) as one
+	// consumer. Nil: the pipeline's own.
+	Counters *Counters
 }
 
 // Pipeline is one instance of the processing path. Run is not safe for
@@ -98,7 +102,7 @@ type Pipeline struct {
 	rules    *classify.Rules
 	engine   *alerting.Engine
 	merge    *merger
-	counters Counters
+	counters *Counters
 	summary  summaryCounts
 	tally    *Tally
 
@@ -155,14 +159,17 @@ func New(o Options) (*Pipeline, error) {
 	if o.Config.Detection.Location == nil {
 		o.Config.Detection.Location = o.Config.Location()
 	}
-	p := &Pipeline{o: o, log: o.Log, dec: ingest.NewDecoder(o.Config.DecoderConfig()), rules: o.Rules,
+	if o.Counters == nil {
+		o.Counters = &Counters{}
+	}
+	p := &Pipeline{o: o, log: o.Log, counters: o.Counters, dec: ingest.NewDecoder(o.Config.DecoderConfig()), rules: o.Rules,
 		summary: summaryCounts{unknownCodes: map[string]uint64{}}, partitions: map[partitionKey]*partitionState{},
 		rejectLog: ratelog.New(o.Log, 10*time.Second), flushLog: ratelog.New(o.Log, 10*time.Second),
 		clock: eventClock{cfg: o.Config.Clock.withDefaults(), wall: o.WallClock}, skewLog: ratelog.New(o.Log, time.Minute)}
 	if o.Tally {
 		p.tally = NewTally()
 	}
-	p.flusher.init(&p.counters, o)
+	p.flusher.init(p.counters, o)
 	if o.Checkpoints != nil && !o.Config.DisableDetection {
 		p.ckpt = checkpointer{store: o.Checkpoints, interval: o.CheckpointInterval, now: time.Now, journal: map[string]journaled{}}
 		if p.ckpt.interval <= 0 {
@@ -189,7 +196,7 @@ func (p *Pipeline) newDetection() error {
 }
 
 // Counters are the live counters (safe to read while Run runs).
-func (p *Pipeline) Counters() *Counters { return &p.counters }
+func (p *Pipeline) Counters() *Counters { return p.counters }
 
 // Engine is the detector (nil when detection is off).
 func (p *Pipeline) Engine() *alerting.Engine { return p.engine }
@@ -214,7 +221,7 @@ func (p *Pipeline) raise(a alerting.Alert) {
 // handle takes one message down the path: decode, classify, then stage it
 // for storage or the dead letters and merge it towards detection.
 func (p *Pipeline) handle(m *ingest.Message) {
-	c := &p.counters
+	c := p.counters
 	c.Messages.Add(1)
 	c.Bytes.Add(uint64(len(m.Value)))
 	p.pending++
@@ -283,7 +290,7 @@ func (p *Pipeline) reject(m *ingest.Message, de *ingest.DecodeError) {
 }
 
 func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
-	c := &p.counters
+	c := p.counters
 	c.Accepted.Add(1)
 	res := p.rules.Classify(ev)
 	if res.Approved() {

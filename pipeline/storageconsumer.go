@@ -22,6 +22,25 @@ func StorageConsumerConfig(cfg Config, group string) Config {
 		group = cfg.Kafka.WithDefaults().GroupID + ".storage"
 	}
 	cfg.Kafka.GroupID = group
+	return storageSized(cfg)
+}
+
+// IngestConfig is the configuration of `run`'s consumers when detection is
+// off and storage on (an ingest instance): kafka.group_id, forwarding
+// when kafka.forward_topic is set, and the storage consumers' batch and
+// fetch sizes (StorageConsumerConfig). Other configurations are returned
+// as they are.
+func IngestConfig(cfg Config) Config {
+	if !cfg.DisableDetection || !cfg.ClickHouse.Enabled() {
+		return cfg
+	}
+	return storageSized(cfg)
+}
+
+// storageSized gives storage's consumers clickhouse.batch_size events per
+// flush (else kafka.batch_size when set, else 100000) and 8 MiB fetches
+// unless kafka.max_bytes is set.
+func storageSized(cfg Config) Config {
 	if cfg.Kafka.MaxBytes == 0 {
 		cfg.Kafka.MaxBytes = 8 << 20
 	}
@@ -65,7 +84,7 @@ func (m *storageConsumerMetrics) Collect(ch chan<- prometheus.Metric) {
 	halted, last := 0.0, int64(0)
 	lags := map[string]LagAt{}
 	for _, p := range m.ps {
-		s := &p.counters
+		s := p.counters
 		for tp, lag := range s.PartitionLagAt() {
 			if lag.At.After(lags[tp].At) {
 				lags[tp] = lag

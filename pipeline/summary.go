@@ -71,7 +71,7 @@ type Counts struct {
 // Summary reads the counters into a summary of the run so far. Call it
 // after Run returns.
 func (p *Pipeline) Summary(input string, elapsed time.Duration) *Summary {
-	c := &p.counters
+	c := p.counters
 	counts := &Counts{Messages: c.Messages.Load(), Accepted: c.Accepted.Load(), Late: c.Late.Load(),
 		ClockSkew: c.ClockSkew.Load(), Skewed: p.skews.list(),
 		Approved: c.Approved.Load(), UnknownCodes: p.summary.unknownCodes, AmountDeclined: p.summary.amountDeclined}

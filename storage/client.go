@@ -33,13 +33,14 @@ type Config struct {
 	ConsumerGroup string `yaml:"consumer_group"`
 	// Consumers is how many members of that group run in the process
 	// (default 2): while one waits for ClickHouse to acknowledge its
-	// batch, another decodes the next (they share the partitions).
+	// batch, another decodes the next (they share the partitions). With
+	// detection off (an ingest instance), as many members of
+	// kafka.group_id run in the process.
 	Consumers int `yaml:"consumers"`
 	// BatchSize is how many events the storage consumers beside detection
 	// insert at once (default: kafka.batch_size when set, else 100000;
 	// kafka.flush_interval still cuts smaller batches when the stream is
-	// slower). With detection off, run's one consumer inserts
-	// kafka.batch_size. ClickHouse does best with few, large
+	// slower); so do an ingest instance's members. ClickHouse does best with few, large
 	// inserts: 100K-event parts cost the server a quarter less CPU per
 	// event than 50K ones, merges included (README, Performance).
 	BatchSize int          `yaml:"batch_size"`

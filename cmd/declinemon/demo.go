@@ -66,7 +66,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			srvErr = err
 			return
 		}
-		srv, err := serveOps(cfg.HTTP, reg, r, r.Ready, notifiers, con, log)
+		srv, err := serveOps(cfg.HTTP, reg, r, nil, r.Ready, notifiers, con, log)
 		if srv != nil {
 			shutdown = srv.Shutdown
 			fmt.Fprintf(stdout, "open the ops console at http://%s/ (also /alerts as JSON and /metrics)\n", cfg.HTTP.Addr())

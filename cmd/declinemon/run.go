@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -81,15 +82,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// With detection and storage, storage consumes through its own group:
 	// each commits only what it made durable, and a ClickHouse outage
 	// holds up storage alone (Kafka keeps what it has not stored yet).
+	// clickhouse.consumers members of that group share the partitions:
+	// while one waits for ClickHouse to acknowledge its batch, another
+	// decodes the next.
+	members := cmp.Or(cfg.ClickHouse.Consumers, 2)
 	var storers []*pipeline.Runner
 	if store != nil && !cfg.DisableDetection {
 		scfg := pipeline.StorageConsumerConfig(cfg, cfg.ClickHouse.ConsumerGroup)
 		var pipes []*pipeline.Pipeline
-		n := cfg.ClickHouse.Consumers
-		if n == 0 {
-			n = 2
-		}
-		for i := range n {
+		for i := range members {
 			// Dead letters are written by the detection consumer, whose
 			// metrics count them; storage only skips rejected messages.
 			s, err := pipeline.NewRunner(pipeline.RunOptions{Config: scfg, Rules: rules, Store: store, NoDeadLetters: true,
@@ -107,7 +108,28 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		store = nil
 	}
-	r, err := pipeline.NewRunner(pipeline.RunOptions{Config: cfg, Rules: rules, Store: store, Alerts: sinks, Log: log})
+	// With detection off and storage on (an ingest instance), the same
+	// holds within run's own group: clickhouse.consumers members share its
+	// partitions, each storing, dead-lettering and forwarding its own, and
+	// they count as one consumer in the metrics.
+	opts := pipeline.RunOptions{Config: pipeline.IngestConfig(cfg), Rules: rules, Store: store, Alerts: sinks, Log: log}
+	var more []*pipeline.Runner // the ingest members beside r
+	var morePipes []*pipeline.Pipeline
+	if store != nil && cfg.DisableDetection && members > 1 {
+		opts.Counters = &pipeline.Counters{}
+		for i := 1; i < members; i++ {
+			o := opts
+			o.Alerts, o.Log = nil, log.With(zap.Int("member", i))
+			m, err := pipeline.NewRunner(o)
+			if err != nil {
+				log.Error("invalid configuration", zap.Error(err))
+				return 1
+			}
+			more = append(more, m)
+			morePipes = append(morePipes, m.Pipeline)
+		}
+	}
+	r, err := pipeline.NewRunner(opts)
 	if err != nil {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1
@@ -115,6 +137,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ready := func(ctx context.Context) error {
 		if err := r.Ready(ctx); err != nil {
 			return err
+		}
+		for _, m := range more {
+			if err := m.Ready(ctx); err != nil {
+				return err
+			}
 		}
 		for _, s := range storers {
 			if err := s.Ready(ctx); err != nil {
@@ -128,27 +155,31 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("invalid configuration", zap.Error(err))
 		return 1
 	}
-	srv, err := serveOps(cfg.HTTP, reg, r, ready, notifiers, con, log)
+	srv, err := serveOps(cfg.HTTP, reg, r, morePipes, ready, notifiers, con, log)
 	if err != nil {
 		log.Error("http", zap.Error(err))
 		return 1
 	}
-	// Either consumer failing stops both: the process exits and restarts.
+	// Any consumer failing stops them all: the process exits and restarts.
 	rctx, stopRunners := context.WithCancel(ctx)
 	defer stopRunners()
-	storeErrs := make([]error, len(storers))
-	var storing sync.WaitGroup
-	for i, s := range storers {
-		storing.Go(func() {
-			if storeErrs[i] = s.Run(rctx); storeErrs[i] != nil {
+	others := append(append([]*pipeline.Runner{}, more...), storers...)
+	otherErrs := make([]error, len(others))
+	var running sync.WaitGroup
+	for i, s := range others {
+		running.Go(func() {
+			if otherErrs[i] = s.Run(rctx); otherErrs[i] != nil {
 				stopRunners()
 			}
 		})
 	}
 	runErr := r.Run(rctx)
 	stopRunners()
-	storing.Wait()
-	if err := errors.Join(storeErrs...); runErr == nil && err != nil {
+	running.Wait()
+	if err := errors.Join(otherErrs[:len(more)]...); runErr == nil && err != nil {
+		runErr = fmt.Errorf("ingest member: %w", err)
+	}
+	if err := errors.Join(otherErrs[len(more):]...); runErr == nil && err != nil {
 		runErr = fmt.Errorf("storage consumer: %w", err)
 	}
 	// Reverse order: the runners have flushed and committed; deliver
@@ -173,10 +204,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serveOps registers the runner's metrics and serves the operational
-// endpoints and the console; nil server when disabled.
-func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, ready func(context.Context) error, notifiers *pipeline.Notifiers, con *console.Console, log *zap.Logger) (*http.Server, error) {
-	if _, err := pipeline.RegisterMetrics(reg, r.Pipeline, notifiers.Stats); err != nil {
+// serveOps registers the runner's metrics (with the members of its group
+// that share its counters) and serves the operational endpoints and the
+// console; nil server when disabled.
+func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, members []*pipeline.Pipeline, ready func(context.Context) error, notifiers *pipeline.Notifiers, con *console.Console, log *zap.Logger) (*http.Server, error) {
+	if _, err := pipeline.RegisterMetrics(reg, r.Pipeline, notifiers.Stats, members...); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	srv, addr, err := ops.Serve(cfg, ops.NewHandler(cfg, ops.Endpoints{Gatherer: reg, Ready: ready, Active: r.ActiveAlerts, Console: con}))
