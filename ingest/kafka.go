@@ -41,6 +41,7 @@ type KafkaSource struct {
 
 	rejoin      atomic.Bool
 	rejoinAsked time.Time // written before rejoin is set
+	rewind      bool      // set and read on the fetching goroutine
 	// fetched and committed offsets per partition (Fetch and Commit run on
 	// the same goroutine): a rejoin waits until they agree.
 	fetched     map[partitionOf]*int64
@@ -175,6 +176,13 @@ func (s *KafkaSource) RequestRejoin() {
 	s.rejoin.Store(true)
 }
 
+// Rewind makes the next Fetch deliver again from the group's committed
+// offsets: the reader leaves the group and a new one joins, so whatever
+// was fetched beyond the commits is delivered again (storage re-reads what
+// it could not store while detection went on). Call it from the fetching
+// goroutine.
+func (s *KafkaSource) Rewind() { s.rewind = true }
+
 // rejoinWait bounds how long a rejoin waits for commits to catch up.
 const rejoinWait = 30 * time.Second
 
@@ -198,7 +206,8 @@ var ErrSourceClosed = errors.New("kafka consumer closed")
 // (broker down, rebalance) are logged at a bounded rate and retried.
 func (s *KafkaSource) Fetch(ctx context.Context) (Message, error) {
 	for {
-		if s.rejoin.Load() && (s.allCommitted() || time.Since(s.rejoinAsked) > rejoinWait) {
+		if s.rewind || s.rejoin.Load() && (s.allCommitted() || time.Since(s.rejoinAsked) > rejoinWait) {
+			s.rewind = false
 			s.rejoin.Store(false)
 			if s.reader != nil {
 				s.reader.Close()

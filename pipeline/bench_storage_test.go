@@ -56,45 +56,43 @@ func BenchmarkRunKafkaClickHouse(b *testing.B) {
 
 	s := chtest.Start(b)
 	client := chtest.Open(b, s, chserver.User{}, storage.SchemaConfig{})
+	// ingest: `run` with disable_detection (clickhouse.consumers members of
+	// one group sharing the writer and the counters); run: `run` with
+	// detection, one consumer feeding detection and storage beside it.
 	type variant struct {
 		detect    bool
-		shared    bool // one consumer feeds detection and storage
 		consumers int
 		batch     int
 		flush     time.Duration
-		maxBytes  int
+		maxBytes  int // 0: the mode's default
 	}
-	var variants []variant
-	for _, detect := range []bool{false, true} {
-		for _, v := range []variant{{consumers: 1, batch: 50_000, flush: time.Second}, {consumers: 2, batch: 50_000, flush: time.Second},
-			{consumers: 2, batch: 100_000, flush: time.Second}, {consumers: 2, batch: 100_000, flush: 5 * time.Second},
-			{consumers: 2, batch: 5000, flush: time.Second}} {
-			v.detect = detect
-			variants = append(variants, v)
-		}
-	}
-	for _, maxBytes := range []int{1 << 20, 8 << 20} {
-		variants = append(variants, variant{detect: true, shared: true, consumers: 1, batch: 100_000, flush: time.Second, maxBytes: maxBytes})
-	}
+	variants := []variant{{consumers: 1, batch: 100_000, flush: time.Second}, {consumers: 2, batch: 50_000, flush: time.Second},
+		{consumers: 2, batch: 100_000, flush: time.Second}, {consumers: 2, batch: 100_000, flush: 5 * time.Second},
+		{consumers: 2, batch: 5000, flush: time.Second},
+		{detect: true, consumers: 1, batch: 100_000, flush: time.Second}, {detect: true, consumers: 1, batch: 100_000, flush: time.Second, maxBytes: 8 << 20},
+		{detect: true, consumers: 1, batch: 50_000, flush: time.Second}}
 	for _, v := range variants {
-		mode := "store"
+		mode := "ingest"
 		if v.detect {
-			mode = "store+detect"
+			mode = "run"
 		}
-		if v.shared {
-			mode = fmt.Sprintf("shared/max_bytes=%d", v.maxBytes)
+		name := fmt.Sprintf("%s/consumers=%d/batch=%d/flush=%s", mode, v.consumers, v.batch, v.flush)
+		if v.maxBytes != 0 {
+			name += fmt.Sprintf("/max_bytes=%d", v.maxBytes)
 		}
-		b.Run(fmt.Sprintf("%s/consumers=%d/batch=%d/flush=%s", mode, v.consumers, v.batch, v.flush), func(b *testing.B) {
-			cfg := StorageConsumerConfig(runConfig(br, topic, ""), "")
-			cfg.Kafka.BatchSize = v.batch
-			cfg.Kafka.FlushInterval = v.flush
+		b.Run(name, func(b *testing.B) {
+			cfg := runConfig(br, topic, "")
+			cfg.DisableDetection = !v.detect
 			cfg.Kafka.MaxWait = 0            // the default
 			cfg.Kafka.CheckpointInterval = 0 // the default
-			if v.shared {
-				cfg.DisableDetection = false
-				cfg.Kafka.MaxBytes = v.maxBytes
+			cfg.Kafka.BatchSize = 0
+			cfg.Kafka.MaxBytes = v.maxBytes
+			if !v.detect {
+				cfg = storageSized(cfg)
 			}
-			benchStoredRuns(b, br, s, client, cfg, v.consumers, v.detect && !v.shared, chBenchEvents)
+			cfg.ClickHouse.BatchSize = v.batch // the insert size of both modes
+			cfg.Kafka.FlushInterval = v.flush
+			benchStoredRuns(b, br, s, client, cfg, v.consumers, chBenchEvents)
 		})
 	}
 }
@@ -140,11 +138,10 @@ func produceRealistic(b *testing.B, br *kafkatest.Broker, topic string, n int) {
 
 // benchStoredRuns runs `run`'s topology over the n events of the topic
 // into a fresh schema on s, once per iteration, and reports the rates:
-// consumers storage members of one group sharing a writer, and with detect
-// a detection consumer in its own group beside them (as `declinemon run`
-// does). The clock stops once every event is queryable and detection, if
-// any, has consumed them all.
-func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, client *storage.Client, cfg Config, consumers int, detect bool, n int) {
+// consumers members of one group sharing a writer and counters (detection
+// off), or one consumer feeding detection and storage. The clock stops once
+// every event is queryable and consumed.
+func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, client *storage.Client, cfg Config, consumers int, n int) {
 	ctx := context.Background()
 	broker := brokerPid(br)
 	procs := []struct {
@@ -165,10 +162,6 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 		}
 		w := storage.NewWriter(client, storage.WriterConfig{})
 		cfg.Kafka.GroupID = fmt.Sprintf("bench-ch-%d", time.Now().UnixNano())
-		dcfg := cfg
-		dcfg.DisableDetection = false
-		dcfg.Kafka.GroupID += ".detect"
-		dcfg.Kafka.MaxBytes = 0 // detection's default
 		runtime.GC()
 		cpu0 := make([]time.Duration, len(procs))
 		for i, p := range procs {
@@ -182,21 +175,14 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 		start := time.Now()
 		var runners []*Runner
 		var stages stageTimes
+		counters := &Counters{}
 		for range consumers {
-			r, err := NewRunner(RunOptions{Config: cfg, Store: w, NoDeadLetters: true})
+			r, err := NewRunner(RunOptions{Config: cfg, Store: w, Counters: counters})
 			if err != nil {
 				b.Fatal(err)
 			}
 			r.SetObserver(&stages)
 			runners = append(runners, r)
-		}
-		var detector *Runner
-		if detect {
-			var err error
-			if detector, err = NewRunner(RunOptions{Config: dcfg}); err != nil {
-				b.Fatal(err)
-			}
-			runners = append(runners, detector)
 		}
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, len(runners))
@@ -204,12 +190,7 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 			go func() { done <- r.Run(runCtx) }()
 		}
 		deadline := start.Add(3 * time.Minute)
-		consumed := func() (m uint64) {
-			for _, r := range runners {
-				m += r.Stats().Messages.Load()
-			}
-			return m
-		}
+		consumed := func() uint64 { return counters.Messages.Load() }
 		for consumed() == 0 {
 			if time.Now().After(deadline) {
 				b.Fatal("no message consumed within 3 minutes")
@@ -223,9 +204,9 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
-		for detector != nil && detector.Stats().Messages.Load() < uint64(n) {
+		for consumed() < uint64(n) {
 			if time.Now().After(deadline) {
-				b.Fatalf("detection consumed %d of %d events within 3 minutes", detector.Stats().Messages.Load(), n)
+				b.Fatalf("consumed %d of %d events within 3 minutes", consumed(), n)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}

@@ -219,7 +219,12 @@ func (p *Pipeline) restore(ctx context.Context, src Source) error {
 		zap.Int("bytes", len(cp.Data)), zap.Int("partitions", len(positions)), zap.Int("firing", len(active)),
 		zap.Time("watermark", p.engine.Watermark()), zap.Duration("took", time.Since(t0)))
 	// The group's committed offsets may trail the checkpoint (a crash
-	// between the two): bring them level now.
+	// between the two): bring them level now, unless storage is beside
+	// detection — then they stay at what is stored, and what the
+	// checkpoint covers beyond is re-read for storage alone.
+	if p.behind != nil {
+		return nil
+	}
 	if err := src.Commit(ctx, positions); err != nil {
 		p.log.Warn("committing the restored checkpoint's offsets failed; they are committed with the next checkpoint", zap.Error(err))
 	}
@@ -413,7 +418,12 @@ func (p *Pipeline) decodeCheckpoint(data []byte) ([]ingest.Position, error) {
 	// Prometheus never sees it fall after a restart.
 	p.counters.DetectorRestored.Store(p.engine.Stats().Observed)
 	for _, pos := range positions {
-		p.partitions[partitionKey{pos.Topic, pos.Partition}] = &partitionState{processed: pos, committed: pos.Offset}
+		st := &partitionState{processed: pos, committed: pos.Offset, handled: unknownOffset, stored: pos.Offset}
+		if p.behind != nil {
+			// What is committed and stored is known at its first message.
+			st.committed, st.stored = unknownOffset, unknownOffset
+		}
+		p.partitions[partitionKey{pos.Topic, pos.Partition}] = st
 	}
 	for i, h := range heldEvents {
 		p.merge.push([]byte(h.origin.topic), h.origin.partition, h.from, h.offset, &events[i], h.cause, p.observe)

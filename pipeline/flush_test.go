@@ -25,6 +25,27 @@ type memSource struct {
 	next    int
 	commits [][]ingest.Position
 	block   bool // at the end, block until ctx ends instead of io.EOF
+	rewinds int
+}
+
+// Rewind delivers again from the first message past the commits of its
+// partition.
+func (m *memSource) Rewind() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rewinds++
+	committed := map[partitionKey]int64{}
+	for _, c := range m.commits {
+		for _, p := range c {
+			committed[partitionKey{p.Topic, p.Partition}] = p.Offset
+		}
+	}
+	for i, msg := range m.msgs {
+		if c, ok := committed[partitionKey{msg.Topic, msg.Partition}]; !ok || msg.Offset > c {
+			m.next = min(m.next, i)
+			return
+		}
+	}
 }
 
 func (m *memSource) Fetch(ctx context.Context) (ingest.Message, error) {
@@ -100,11 +121,12 @@ func (c *countingSink) Send(_ context.Context, a []alerting.Alert) error {
 
 // TestAlertsGoOutWhileStorageIsDown: alerts are delivered before the
 // storage stage, exactly once per sink across flush retries, and nothing is
-// committed while storage fails.
+// committed while storage fails (storage as a stage of the flush: an
+// ingest instance).
 func TestAlertsGoOutWhileStorageIsDown(t *testing.T) {
 	first, second := &countingSink{}, &countingSink{fail: 1}
 	store := &failingStore{err: errors.New("clickhouse: connection refused")}
-	p, err := New(Options{Store: store, Alerts: []AlertSink{first, second}})
+	p, err := New(Options{Config: ingestOnly(), Store: store, Alerts: []AlertSink{first, second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,13 +175,14 @@ type permanentErr struct{ error }
 
 func (permanentErr) Permanent() bool { return true }
 
-// TestPermanentStoreErrorHaltsLoudly: an error that needs an operator stops
-// consumption without skipping the batch, says why (Halted, an ERROR log,
-// the halt counter), retries slowly, and resumes by itself once fixed.
+// TestPermanentStoreErrorHaltsLoudly: on an ingest instance, an error that
+// needs an operator stops consumption without skipping the batch, says why
+// (Halted, an ERROR log, the halt counter), retries slowly, and resumes by
+// itself once fixed.
 func TestPermanentStoreErrorHaltsLoudly(t *testing.T) {
 	store := &failingStore{err: permanentErr{errors.New("code 16: no such column cause_v2 in table events")}}
 	core, logs := observer.New(zap.InfoLevel)
-	p, err := New(Options{Store: store, Log: zap.New(core), BatchSize: 10, FlushInterval: 20 * time.Millisecond})
+	p, err := New(Options{Config: ingestOnly(), Store: store, Log: zap.New(core), BatchSize: 10, FlushInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,12 +252,15 @@ func TestCommitNeverPassesDetection(t *testing.T) {
 	}
 }
 
+// ingestOnly is the configuration of an ingest instance: detection off.
+func ingestOnly() Config { return Config{DisableDetection: true} }
+
 // TestRedeliveryToTheSameProcessIsSkipped: after a rebalance kafka-go
-// fetches a partition again from its last commit; what this process
-// already processed is neither stored nor detected on twice.
+// fetches a partition again from its last commit; what an ingest instance
+// already processed is not stored or counted twice.
 func TestRedeliveryToTheSameProcessIsSkipped(t *testing.T) {
 	store := &failingStore{}
-	p, err := New(Options{Store: store})
+	p, err := New(Options{Config: ingestOnly(), Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

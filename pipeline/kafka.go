@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -70,7 +71,9 @@ func NewRunner(o RunOptions) (*Runner, error) {
 	}
 	po := Options{Config: o.Config, Rules: o.Rules, Store: o.Store, Alerts: o.Alerts, DeadLetters: r.dead, Log: o.Log,
 		BatchSize: kc.BatchSize, FlushInterval: kc.FlushInterval, ShutdownTimeout: kc.ShutdownTimeout, EndOfInput: o.EndOfInput,
-		WallClock: time.Now, Counters: o.Counters}
+		WallClock: time.Now, Counters: o.Counters,
+		// A kafka.batch_size set for memory's sake still bounds storage.
+		StoreBatchSize: cmp.Or(o.Config.ClickHouse.BatchSize, o.Config.Kafka.BatchSize, 100_000)}
 	if o.Recorded {
 		po.WallClock = nil
 	}
@@ -202,6 +205,11 @@ type Pinger interface {
 func (r *Runner) Ready(ctx context.Context) error {
 	if reason := r.Halted(); reason != "" {
 		return errors.New("consumption halted: " + reason)
+	}
+	if r.behind != nil {
+		if err := r.behind.ready(); err != nil {
+			return err
+		}
 	}
 	if n := r.split.Load(); n > 1 {
 		return fmt.Errorf("detection sees part of the fleet: %d instances share group %s (run one detection instance; see README: Scaling out)",

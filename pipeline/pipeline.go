@@ -12,6 +12,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -87,6 +88,9 @@ type Options struct {
 	// WallClock bounds event times from above (live consumption): nil for
 	// recorded input (replay), whose events may be dated anywhere.
 	WallClock func() time.Time
+	// StoreBatchSize is how many events storage inserts at once when the
+	// pipeline also detects (see storebehind.go); 0: BatchSize.
+	StoreBatchSize int
 	// Counters, when set, are shared with other members of one group in
 	// this process, so that they are counted (and exported) as one
 	// consumer. Nil: the pipeline's own.
@@ -107,6 +111,7 @@ type Pipeline struct {
 	tally    *Tally
 
 	flusher
+	behind     *storeBehind // storage, when the pipeline also detects
 	partitions map[partitionKey]*partitionState
 	last       *partitionState // the partition of the previous message (batches come per partition)
 	pending    int             // messages since the last flush
@@ -130,10 +135,12 @@ type partitionKey struct {
 }
 
 // partitionState is how far one consumed partition has been processed and
-// committed.
+// committed (and, with storage beside detection, handled and stored).
 type partitionState struct {
 	processed ingest.Position
 	committed int64 // the last committed offset (at start: the first seen - 1)
+	handled   int64 // the last offset delivered, re-deliveries included
+	stored    int64 // every message up to this offset is stored
 }
 
 // New builds a pipeline; detection is on unless Config.DisableDetection.
@@ -169,7 +176,12 @@ func New(o Options) (*Pipeline, error) {
 	if o.Tally {
 		p.tally = NewTally()
 	}
-	p.flusher.init(p.counters, o)
+	fo := o
+	if o.Store != nil && !o.Config.DisableDetection {
+		p.behind = newStoreBehind(o.Store, cmp.Or(o.StoreBatchSize, o.BatchSize), o.FlushInterval, o.Log)
+		fo.Store = nil // not a stage of the flush
+	}
+	p.flusher.init(p.counters, fo)
 	if o.Checkpoints != nil && !o.Config.DisableDetection {
 		p.ckpt = checkpointer{store: o.Checkpoints, interval: o.CheckpointInterval, now: time.Now, journal: map[string]journaled{}}
 		if p.ckpt.interval <= 0 {
@@ -229,17 +241,26 @@ func (p *Pipeline) handle(m *ingest.Message) {
 	if st == nil || st.processed.Partition != m.Partition || st.processed.Topic != m.Topic {
 		key := partitionKey{m.Topic, m.Partition}
 		if st = p.partitions[key]; st == nil {
-			st = &partitionState{committed: m.Offset - 1} // where this session starts
+			// Where this session starts.
+			st = &partitionState{committed: m.Offset - 1, stored: m.Offset - 1, handled: unknownOffset}
 			p.partitions[key] = st
+		}
+		if st.committed == unknownOffset { // restored from a checkpoint: delivery starts after the commit
+			st.committed, st.stored = m.Offset-1, m.Offset-1
 		}
 		p.last = st
 	}
+	st.handled = m.Offset
 	if st.processed.Topic != "" && m.Offset <= st.processed.Offset {
-		// A rebalance handed this process a partition again from its last
-		// commit, which stops before what the merge still holds: these
-		// messages were processed already, so they are not counted,
-		// stored or detected on twice.
+		// A rebalance, a restored checkpoint or storage catching up handed
+		// this process messages it processed already: they are not
+		// counted, dead-lettered or detected on twice. Storage beside
+		// detection may not hold them yet: they are staged again, and
+		// the writer skips what ClickHouse holds.
 		c.Redelivered.Add(1)
+		if p.behind != nil {
+			p.restage(m)
+		}
 		return
 	}
 	st.processed = ingest.Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HighWaterMark: m.HighWaterMark}
@@ -304,6 +325,9 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 	}
 	if p.store != nil {
 		p.store.add(event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
+			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+	} else if p.behind != nil && p.behind.open() {
+		p.behind.add(&event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 	}
 	if p.fwd != nil {

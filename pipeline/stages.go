@@ -241,6 +241,11 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 	if err := p.runStages(ctx); err != nil {
 		return err
 	}
+	if p.behind != nil && p.behind.step(ctx, p, p.final) && !p.final {
+		if r, ok := src.(Rewinder); ok {
+			r.Rewind()
+		}
+	}
 	if p.engine != nil {
 		active := p.engine.Active()
 		var byKind [alerting.NumKinds]int64
@@ -270,6 +275,9 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 			}
 		}
 	}
+	if p.behind != nil {
+		positions = p.storedPositions(positions)
+	}
 	if len(positions) > 0 {
 		t0 := time.Now()
 		if err := src.Commit(ctx, positions); err != nil {
@@ -283,6 +291,9 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 			p.counters.Committed.Add(uint64(pos.Offset - st.committed))
 			st.committed = pos.Offset
 		}
+	}
+	if p.behind != nil {
+		p.behind.snapshot(p)
 	}
 	p.counters.LastFlush.Store(time.Now().UnixNano())
 	p.counters.Flushes.Add(1)
@@ -332,6 +343,23 @@ func (p *Pipeline) commitPositions() []ingest.Position {
 	}
 	sortPositions(positions)
 	return positions
+}
+
+// storedPositions caps positions at what is stored (storage beside
+// detection): the committed offsets never pass what ClickHouse holds.
+func (p *Pipeline) storedPositions(positions []ingest.Position) []ingest.Position {
+	out := positions[:0]
+	for _, pos := range positions {
+		st := p.partitions[partitionKey{pos.Topic, pos.Partition}]
+		if st == nil || st.stored == unknownOffset {
+			continue
+		}
+		pos.Offset = min(pos.Offset, st.stored)
+		if pos.Offset > st.committed {
+			out = append(out, pos)
+		}
+	}
+	return out
 }
 
 // sortPositions orders positions by topic and partition.

@@ -48,7 +48,8 @@ func metricValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[
 
 // TestStorageHaltOnARealServer: the events table is gone from a real
 // ClickHouse server (code 60, a PermanentError through storage.Writer
-// over the production wire). Consumption stops loudly: the first batch is
+// over the production wire). On an ingest instance consumption stops
+// loudly: the first batch is
 // neither skipped nor committed and nothing more is fetched; Halted and
 // readiness give the reason; the halt shows in the metrics; the ERROR
 // log is rate-bounded however often the stage is retried. Once an
@@ -66,7 +67,7 @@ func TestStorageHaltOnARealServer(t *testing.T) {
 
 	w := storage.NewWriter(client, storage.WriterConfig{})
 	core, logs := observer.New(zap.InfoLevel)
-	p, err := New(Options{Store: w, Log: zap.New(core), BatchSize: 10, FlushInterval: 20 * time.Millisecond})
+	p, err := New(Options{Config: ingestOnly(), Store: w, Log: zap.New(core), BatchSize: 10, FlushInterval: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,4 +161,107 @@ func TestStorageHaltOnARealServer(t *testing.T) {
 		t.Errorf("events FINAL: %d", n)
 	}
 	t.Logf("%d halts, %d ERROR lines, resumed and stored 25 events in %v", halts, logs.FilterLevelExact(zap.ErrorLevel).Len(), time.Since(t0).Round(time.Millisecond))
+}
+
+// TestStorageHaltBesideDetectionOnARealServer: as above, with detection
+// on (the default `run`): storage halts loudly, but detection goes on.
+// Every message is fetched and detected on while the events table is
+// gone; nothing new is staged (memory: the one batch held); nothing is
+// committed past what is stored; readiness and declinemon_storage_* say
+// why; the ERROR log is rate-bounded. Once the table is back the held
+// batch is stored, the consumer re-reads from its commits, and every
+// event lands exactly once, rollups included, and is committed.
+func TestStorageHaltBesideDetectionOnARealServer(t *testing.T) {
+	s := chtest.Start(t)
+	ctx := context.Background()
+	cfg := storage.SchemaConfig{}
+	client := chtest.Open(t, s, chserver.User{}, cfg)
+	if _, err := storage.Migrate(ctx, client, cfg); err != nil {
+		t.Fatal(err)
+	}
+	chtest.Query(t, s, "DROP TABLE declinemon.events")
+
+	w := storage.NewWriter(client, storage.WriterConfig{})
+	core, logs := observer.New(zap.InfoLevel)
+	p, err := New(Options{Store: w, Log: zap.New(core), BatchSize: 10, FlushInterval: 20 * time.Millisecond, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.haltRetry = 50 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	if _, err := RegisterMetrics(reg, p, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := RegisterStorageMetrics(reg, p); err != nil {
+		t.Fatal(err)
+	}
+	const n = 25
+	src := &memSource{msgs: eventMessages(n), block: true}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	t0 := time.Now()
+	go func() { done <- p.Run(runCtx, src) }()
+
+	waitFor(t, "the storage halt", 20*time.Second, func() bool {
+		return metricValue(t, reg, "declinemon_storage_flush_halts_total", nil) >= 5
+	})
+	waitFor(t, "detection to go on", 20*time.Second, func() bool { return p.Counters().Accepted.Load() == n })
+	if p.Halted() != "" {
+		t.Errorf("consumption halted (%q): detection must go on", p.Halted())
+	}
+	ready := (&Runner{Pipeline: p, store: w}).Ready(ctx)
+	if ready == nil || !strings.Contains(ready.Error(), "storage halted") || !strings.Contains(ready.Error(), "declinemon.events") {
+		t.Errorf("readiness while storage is halted: %v", ready)
+	}
+	if src.committed() != 0 || p.Counters().Committed.Load() != 0 {
+		t.Errorf("while storage is halted: %d commits (%d messages), want none", src.committed(), p.Counters().Committed.Load())
+	}
+	if st, _ := p.behind.read(); st.held != 10 || st.staged != 0 {
+		t.Errorf("%d events held, %d staged while storage is halted: want the first batch of 10 held, none staged (Kafka keeps them)", st.held, st.staged)
+	}
+	if v := metricValue(t, reg, "declinemon_storage_flush_halted", nil); v != 1 {
+		t.Errorf("declinemon_storage_flush_halted = %v while halted, want 1", v)
+	}
+	if v := metricValue(t, reg, "declinemon_storage_consumer_lag_messages", map[string]string{"partition": "0"}); v != n {
+		t.Errorf("declinemon_storage_consumer_lag_messages = %v, want all %d", v, n)
+	}
+	halts := metricValue(t, reg, "declinemon_storage_flush_halts_total", nil)
+	errorLines := logs.FilterLevelExact(zap.ErrorLevel)
+	if n, bound := errorLines.Len(), 1+int(time.Since(t0)/(10*time.Second)); n == 0 || n > bound {
+		t.Errorf("%d ERROR lines for %v halts in %v: want at least one, at most %d (one per 10s)", n, halts, time.Since(t0).Round(time.Millisecond), bound)
+	} else if e := errorLines.All()[0]; !strings.Contains(e.ContextMap()["error"].(string), "declinemon.events") {
+		t.Errorf("the ERROR line does not name the missing table: %v", e.ContextMap())
+	}
+
+	migs, err := storage.Migrations(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range migs[0].Statements {
+		if err := client.Exec(ctx, stmt); err != nil {
+			t.Fatalf("re-creating the events table: %v", err)
+		}
+	}
+	waitFor(t, "storage to catch up", 20*time.Second, func() bool { return p.Counters().Committed.Load() == n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if v := metricValue(t, reg, "declinemon_storage_flush_halted", nil); v != 0 {
+		t.Errorf("declinemon_storage_flush_halted = %v after resuming, want 0", v)
+	}
+	if src.rewinds != 1 || p.Counters().Redelivered.Load() != n {
+		t.Errorf("%d rewinds, %d messages re-read: want one re-read of all %d (none was committed)", src.rewinds, p.Counters().Redelivered.Load(), n)
+	}
+	if p.Counters().Accepted.Load() != n || p.Engine().Stats().Observed != n {
+		t.Errorf("accepted %d events, detector observed %d: the re-read must not count or detect again", p.Counters().Accepted.Load(), p.Engine().Stats().Observed)
+	}
+	got := chtest.Query(t, s, `SELECT count(), uniqExact(event_id), min(source_offset), max(source_offset),
+		(SELECT sum(attempts) FROM declinemon.terminal_minutes), (SELECT sum(attempts) FROM declinemon.scope_minutes)
+		FROM declinemon.events`)[0]
+	want := []string{"25", "25", "0", "24", "25", "25"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("stored: rows, ids, offsets, rollups = %v, want %v (every event once, rollups included)", got, want)
+	}
 }

@@ -96,14 +96,26 @@ clickhouse:
 	}()
 
 	client := &kafka.Client{Addr: kafka.TCP(b.Addr)}
+	committed := func() (total int64) {
+		offs, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2, 3}}})
+		if err != nil {
+			return -1
+		}
+		for _, p := range offs.Topics[topic] {
+			total += max(p.CommittedOffset, 0)
+		}
+		return total
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	split := 0
 	for {
+		// Committed: every insert was acknowledged (an insert's rows are
+		// visible in the events table a moment before its rollups).
 		if time.Now().After(deadline) {
-			t.Fatalf("stored %s of %d events, %d members held partitions; log:\n%s",
-				countOf(s, "SELECT count() FROM declinemon.events"), events, split, logs.String())
+			t.Fatalf("stored %s of %d events, committed %d of %d messages, %d members held partitions; log:\n%s",
+				countOf(s, "SELECT count() FROM declinemon.events"), events, committed(), events+poison, split, logs.String())
 		}
-		if countOf(s, "SELECT count() FROM declinemon.events") == strconv.Itoa(events) && split == 2 {
+		if split == 2 && committed() == events+poison {
 			break
 		}
 		if resp, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{group}}); err == nil && len(resp.Groups) == 1 {
@@ -121,6 +133,7 @@ clickhouse:
 		time.Sleep(100 * time.Millisecond)
 	}
 	for q, want := range map[string]string{
+		"SELECT count() FROM declinemon.events":                       strconv.Itoa(events),
 		"SELECT uniqExact(event_id) FROM declinemon.events":           strconv.Itoa(events),
 		"SELECT countIf(outcome = 'declined') FROM declinemon.events": strconv.Itoa(events / 10),
 		"SELECT sum(attempts) FROM declinemon.terminal_minutes":       strconv.Itoa(events),
@@ -147,16 +160,8 @@ clickhouse:
 		t.Fatalf("run exited %d; log:\n%s", code, logs.String())
 	}
 	exited <- 0 // for the deferred stop
-	var total int64
-	offs, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2, 3}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range offs.Topics[topic] {
-		total += max(p.CommittedOffset, 0)
-	}
-	if total != events+poison {
-		t.Errorf("committed offsets cover %d messages, want %d", total, events+poison)
+	if total := committed(); total != events+poison {
+		t.Errorf("committed offsets cover %d messages after the stop, want %d", total, events+poison)
 	}
 }
 

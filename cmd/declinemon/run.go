@@ -79,39 +79,19 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		log.Warn("no clickhouse.addr: events are not stored (alerting only)")
 	}
-	// With detection and storage, storage consumes through its own group:
-	// each commits only what it made durable, and a ClickHouse outage
-	// holds up storage alone (Kafka keeps what it has not stored yet).
-	// clickhouse.consumers members of that group share the partitions:
-	// while one waits for ClickHouse to acknowledge its batch, another
-	// decodes the next.
-	members := cmp.Or(cfg.ClickHouse.Consumers, 2)
-	var storers []*pipeline.Runner
-	if store != nil && !cfg.DisableDetection {
-		scfg := pipeline.StorageConsumerConfig(cfg, cfg.ClickHouse.ConsumerGroup)
-		var pipes []*pipeline.Pipeline
-		for i := range members {
-			// Dead letters are written by the detection consumer, whose
-			// metrics count them; storage only skips rejected messages.
-			s, err := pipeline.NewRunner(pipeline.RunOptions{Config: scfg, Rules: rules, Store: store, NoDeadLetters: true,
-				Log: log.With(zap.String("consumer", "storage"), zap.Int("member", i))})
-			if err != nil {
-				log.Error("invalid configuration", zap.Error(err))
-				return 1
-			}
-			storers = append(storers, s)
-			pipes = append(pipes, s.Pipeline)
-		}
-		if err := pipeline.RegisterStorageConsumerMetrics(reg, pipes...); err != nil {
-			log.Error("registering metrics", zap.Error(err))
-			return 1
-		}
-		store = nil
+	// With detection and storage, one consumer feeds both: storage runs
+	// behind detection and commits stop at what is stored; a ClickHouse
+	// outage holds up storage alone (pipeline/storebehind.go).
+	if store != nil && !cfg.DisableDetection && cfg.ClickHouse.ConsumerGroup != "" {
+		log.Warn("clickhouse.consumer_group is no longer used: storage shares kafka.group_id with detection",
+			zap.String("consumer_group", cfg.ClickHouse.ConsumerGroup))
 	}
-	// With detection off and storage on (an ingest instance), the same
-	// holds within run's own group: clickhouse.consumers members share its
-	// partitions, each storing, dead-lettering and forwarding its own, and
+	// With detection off and storage on (an ingest instance),
+	// clickhouse.consumers members of kafka.group_id share its partitions:
+	// while one waits for ClickHouse to acknowledge its batch, another
+	// decodes the next. Each stores, dead-letters and forwards its own;
 	// they count as one consumer in the metrics.
+	members := cmp.Or(cfg.ClickHouse.Consumers, 2)
 	opts := pipeline.RunOptions{Config: pipeline.IngestConfig(cfg), Rules: rules, Store: store, Alerts: sinks, Log: log}
 	var more []*pipeline.Runner // the ingest members beside r
 	var morePipes []*pipeline.Pipeline
@@ -143,11 +123,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return err
 			}
 		}
-		for _, s := range storers {
-			if err := s.Ready(ctx); err != nil {
-				return fmt.Errorf("storage consumer: %w", err)
-			}
-		}
 		return nil
 	}
 	con, err := newConsole(cfg, r, board, history, log)
@@ -163,12 +138,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Any consumer failing stops them all: the process exits and restarts.
 	rctx, stopRunners := context.WithCancel(ctx)
 	defer stopRunners()
-	others := append(append([]*pipeline.Runner{}, more...), storers...)
-	otherErrs := make([]error, len(others))
+	memberErrs := make([]error, len(more))
 	var running sync.WaitGroup
-	for i, s := range others {
+	for i, m := range more {
 		running.Go(func() {
-			if otherErrs[i] = s.Run(rctx); otherErrs[i] != nil {
+			if memberErrs[i] = m.Run(rctx); memberErrs[i] != nil {
 				stopRunners()
 			}
 		})
@@ -176,11 +150,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	runErr := r.Run(rctx)
 	stopRunners()
 	running.Wait()
-	if err := errors.Join(otherErrs[:len(more)]...); runErr == nil && err != nil {
+	if err := errors.Join(memberErrs...); runErr == nil && err != nil {
 		runErr = fmt.Errorf("ingest member: %w", err)
-	}
-	if err := errors.Join(otherErrs[len(more):]...); runErr == nil && err != nil {
-		runErr = fmt.Errorf("storage consumer: %w", err)
 	}
 	// Reverse order: the runners have flushed and committed; deliver
 	// queued alerts, then stop serving.
@@ -209,6 +180,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // console; nil server when disabled.
 func serveOps(cfg ops.HTTPConfig, reg *prometheus.Registry, r *pipeline.Runner, members []*pipeline.Pipeline, ready func(context.Context) error, notifiers *pipeline.Notifiers, con *console.Console, log *zap.Logger) (*http.Server, error) {
 	if _, err := pipeline.RegisterMetrics(reg, r.Pipeline, notifiers.Stats, members...); err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	if err := pipeline.RegisterStorageMetrics(reg, r.Pipeline); err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	srv, addr, err := ops.Serve(cfg, ops.NewHandler(cfg, ops.Endpoints{Gatherer: reg, Ready: ready, Active: r.ActiveAlerts, Console: con}))

@@ -42,14 +42,12 @@ import (
 // Compose's names, as the shipped files spell them.
 const (
 	Topic   = "pos.events"
-	GroupID = "declinemon"
-	// StorageGroupID is the group of the consumer that writes ClickHouse
-	// beside detection (clickhouse.consumer_group, unset in compose:
-	// group_id + ".storage").
-	StorageGroupID = GroupID + ".storage"
-	User           = "declinemon"
-	Password       = "declinemon"
-	Database       = "declinemon"
+	// GroupID is the group of declinemon's one consumer, which feeds
+	// detection and storage (commits stop at what both made durable).
+	GroupID  = "declinemon"
+	User     = "declinemon"
+	Password = "declinemon"
+	Database = "declinemon"
 )
 
 // Ports fixes listener ports; 0 picks a free one.

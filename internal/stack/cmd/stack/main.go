@@ -76,11 +76,11 @@ declinemon stack (compose topology, local processes) — Ctrl-C stops everything
   alertmanager  %[3]s   (API: %[3]s/api/v2/alerts)
   clickhouse    http://%[4]s  native %[5]s  user %[6]s/%[7]s
                 curl -s -u %[6]s:%[7]s 'http://%[4]s/' --data-binary 'SELECT kind, scope_type, scope_id, state FROM declinemon.alerts ORDER BY detected_at'
-  kafka         %[8]s   topic %[9]s, group %[10]s (storage: %[11]s)
-  webhooks      %[12]s/hooks/<receiver> (what Alertmanager notifies)
-  files         %[13]s
+  kafka         %[8]s   topic %[9]s, group %[10]s
+  webhooks      %[11]s/hooks/<receiver> (what Alertmanager notifies)
+  files         %[12]s
 `, st.DeclinemonAddr, st.PrometheusURL, st.AlertmanagerURL, st.ClickHouse.HTTPAddr, st.ClickHouse.TCPAddr, stack.User, stack.Password,
-		st.Kafka.Addr, stack.Topic, stack.GroupID, stack.StorageGroupID, st.Hooks.URL, work)
+		st.Kafka.Addr, stack.Topic, stack.GroupID, st.Hooks.URL, work)
 
 	// Compose starts loadgen once declinemon is healthy; by then
 	// declinemon's consumer has had the broker create the topic (topic

@@ -1,0 +1,82 @@
+package pipeline
+
+import (
+	"cmp"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// IngestConfig is the configuration of `run`'s consumers when detection is
+// off and storage on (an ingest instance): storage's batch and fetch
+// sizes (storageSized). Other configurations are returned as they are.
+func IngestConfig(cfg Config) Config {
+	if !cfg.DisableDetection || !cfg.ClickHouse.Enabled() {
+		return cfg
+	}
+	return storageSized(cfg)
+}
+
+// storageSized gives an ingest instance's consumers clickhouse.batch_size
+// events per flush (else kafka.batch_size when set, else 100000) and 8 MiB
+// fetches unless kafka.max_bytes is set: ClickHouse does best with few,
+// large inserts (README, Performance).
+func storageSized(cfg Config) Config {
+	if cfg.Kafka.MaxBytes == 0 {
+		cfg.Kafka.MaxBytes = 8 << 20
+	}
+	// A kafka.batch_size set for memory's sake still bounds storage.
+	cfg.Kafka.BatchSize = cmp.Or(cfg.ClickHouse.BatchSize, cfg.Kafka.BatchSize, 100_000)
+	return cfg
+}
+
+// storageMetrics are the health of storage beside detection (see
+// storebehind.go): how far ClickHouse is behind the stream, failed and
+// halted inserts. Events are counted once, by the pipeline's metrics.
+type storageMetrics struct {
+	b                                            *storeBehind
+	lag, committed, retries, halts, halted, last *prometheus.Desc
+}
+
+// RegisterStorageMetrics registers the declinemon_storage_* series of p's
+// storage beside detection; nothing when p has none.
+func RegisterStorageMetrics(reg prometheus.Registerer, p *Pipeline) error {
+	if p.behind == nil {
+		return nil
+	}
+	m := &storageMetrics{b: p.behind,
+		lag: prometheus.NewDesc("declinemon_storage_consumer_lag_messages",
+			"Messages of the partition behind its high watermark that are not stored in ClickHouse yet (as of the last flush).", []string{"topic", "partition"}, nil),
+		committed: prometheus.NewDesc("declinemon_storage_committed_messages_total", "Messages stored in ClickHouse (offsets whose storage was acknowledged).", nil, nil),
+		retries:   prometheus.NewDesc("declinemon_storage_flush_retries_total", "Failed inserts of a batch (ClickHouse unreachable or failing) that were retried; detection went on.", nil, nil),
+		halts:     prometheus.NewDesc("declinemon_storage_flush_halts_total", "Inserts that failed with an error needing an operator.", nil, nil),
+		halted:    prometheus.NewDesc("declinemon_storage_flush_halted", "1 while storage is halted by an error needing an operator (see /readyz for the reason; detection goes on).", nil, nil),
+		last:      prometheus.NewDesc("declinemon_storage_last_flush_timestamp_seconds", "Unix time of the last insert ClickHouse acknowledged.", nil, nil),
+	}
+	return reg.Register(m)
+}
+
+func (m *storageMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.lag, m.committed, m.retries, m.halts, m.halted, m.last} {
+		ch <- d
+	}
+}
+
+func (m *storageMetrics) Collect(ch chan<- prometheus.Metric) {
+	s, lags := m.b.read()
+	for tp, lag := range lags {
+		i := strings.LastIndexByte(tp, '/')
+		ch <- prometheus.MustNewConstMetric(m.lag, prometheus.GaugeValue, float64(lag.Lag), tp[:i], tp[i+1:])
+	}
+	halted := 0.0
+	if s.halted != "" {
+		halted = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.committed, prometheus.CounterValue, float64(s.stored))
+	ch <- prometheus.MustNewConstMetric(m.retries, prometheus.CounterValue, float64(s.retries))
+	ch <- prometheus.MustNewConstMetric(m.halts, prometheus.CounterValue, float64(s.halts))
+	ch <- prometheus.MustNewConstMetric(m.halted, prometheus.GaugeValue, halted)
+	if !s.lastStored.IsZero() {
+		ch <- prometheus.MustNewConstMetric(m.last, prometheus.GaugeValue, float64(s.lastStored.UnixNano())/1e9)
+	}
+}

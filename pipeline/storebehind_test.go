@@ -1,0 +1,191 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
+)
+
+// ackStore records the offsets whose insert it acknowledged. Writes fail
+// while failing is set, and wait for a release while hold is set.
+type ackStore struct {
+	mu      sync.Mutex
+	acked   map[int64]int // offset → acknowledged inserts of it
+	writes  int
+	failing error
+	hold    chan struct{}
+	waiting chan struct{} // a write waits on hold
+}
+
+func (s *ackStore) Write(ctx context.Context, batch []event.Classified) error {
+	s.mu.Lock()
+	s.writes++
+	hold, fail := s.hold, s.failing
+	s.mu.Unlock()
+	if hold != nil {
+		select {
+		case s.waiting <- struct{}{}:
+		default:
+		}
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if fail != nil {
+		return fail
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.acked == nil {
+		s.acked = map[int64]int{}
+	}
+	for i := range batch {
+		s.acked[batch[i].Offset]++
+	}
+	return nil
+}
+
+// prefix is the highest offset up to which every offset is acknowledged.
+func (s *ackStore) prefix() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := int64(-1)
+	for s.acked[o+1] > 0 {
+		o++
+	}
+	return o
+}
+
+// release lets the waiting write go on and stops holding.
+func (s *ackStore) release() {
+	s.mu.Lock()
+	h := s.hold
+	s.hold = nil
+	s.mu.Unlock()
+	close(h)
+}
+
+func (s *ackStore) set(fail error) {
+	s.mu.Lock()
+	s.failing = fail
+	s.mu.Unlock()
+}
+
+// storedSource checks at every commit that the committed offsets are
+// stored (one partition, every message valid).
+type storedSource struct {
+	*memSource
+	t     *testing.T
+	store *ackStore
+}
+
+func (s *storedSource) Commit(ctx context.Context, positions []ingest.Position) error {
+	for _, p := range positions {
+		if stored := s.store.prefix(); p.Offset > stored {
+			s.t.Errorf("committed offset %d with only up to %d stored", p.Offset, stored)
+		}
+	}
+	return s.memSource.Commit(ctx, positions)
+}
+
+// TestStoreBehindOutage: with detection and storage in one pipeline,
+// inserts fail for a while mid-stream. Detection goes on through every
+// message meanwhile, nothing is staged, commits never pass what is
+// stored; once an insert succeeds the source re-reads from its commits,
+// and in the end every event is stored, detected once and committed.
+func TestStoreBehindOutage(t *testing.T) {
+	const n = 400
+	store := &ackStore{}
+	p, err := New(Options{Store: store, BatchSize: 10, StoreBatchSize: 25, FlushInterval: 5 * time.Millisecond, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &storedSource{memSource: &memSource{msgs: eventMessages(n), block: true}, t: t, store: store}
+	// Fail from the third insert on until detection has seen everything.
+	store.mu.Lock()
+	store.hold, store.waiting = make(chan struct{}), make(chan struct{}, 1)
+	store.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, src) }()
+	for range 2 {
+		<-store.waiting
+		store.hold <- struct{}{}
+	}
+	<-store.waiting
+	store.set(errors.New("dial tcp 127.0.0.1:9000: connection refused"))
+	store.release() // the third fails, and every one after it
+	waitFor(t, "detection through the outage", 10*time.Second, func() bool { return p.Counters().Accepted.Load() == n })
+	frozen := p.Counters().Committed.Load()
+	time.Sleep(50 * time.Millisecond)
+	if got := p.Counters().Committed.Load(); got != frozen || got >= n {
+		t.Errorf("committed %d, then %d, of %d messages while storage is down: want the commits to stop", frozen, got, n)
+	}
+	if st, _ := p.behind.read(); st.staged != 0 || st.held == 0 {
+		t.Errorf("%d events staged, %d held while storage is down: want none staged, the failed batch held", st.staged, st.held)
+	}
+	store.set(nil)
+	waitFor(t, "storage to catch up", 20*time.Second, func() bool { return p.Counters().Committed.Load() == n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for o := range int64(n) {
+		if store.acked[o] == 0 {
+			t.Fatalf("offset %d never stored", o)
+		}
+	}
+	st, _ := p.behind.read()
+	if st.retries == 0 || src.rewinds != 1 {
+		t.Errorf("%d failed inserts, %d re-reads: want some and one", st.retries, src.rewinds)
+	}
+	if p.Engine().Stats().Observed != n || p.Counters().Accepted.Load() != n {
+		t.Errorf("detector observed %d, accepted %d: want each of the %d once", p.Engine().Stats().Observed, p.Counters().Accepted.Load(), n)
+	}
+	if st.stored != n {
+		t.Errorf("storage status counts %d stored, want %d", st.stored, n)
+	}
+}
+
+// TestStoreBehindOverlapsOneInsert: while an insert runs, detection goes
+// on into the next batch, and waits once that batch is due (one insert at
+// a time, memory bounded by two batches); nothing is committed before the
+// insert is acknowledged.
+func TestStoreBehindOverlapsOneInsert(t *testing.T) {
+	const n, batch = 500, 50
+	store := &ackStore{hold: make(chan struct{}), waiting: make(chan struct{}, 1)}
+	p, err := New(Options{Store: store, BatchSize: 10, StoreBatchSize: batch, FlushInterval: 200 * time.Millisecond, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &storedSource{memSource: &memSource{msgs: eventMessages(n), block: true}, t: t, store: store}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, src) }()
+	<-store.waiting
+	time.Sleep(100 * time.Millisecond) // let it run into the wait
+	if got := p.Counters().Accepted.Load(); got < 2*batch || got > 2*batch+10 {
+		t.Errorf("accepted %d events while the first insert of %d runs: want the next batch of %d and no more than a flush beyond", got, batch, batch)
+	}
+	if src.committed() != 0 {
+		t.Error("committed before the insert was acknowledged")
+	}
+	store.release()
+	waitFor(t, "everything committed", 10*time.Second, func() bool { return p.Counters().Committed.Load() == n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := store.prefix(); got != n-1 {
+		t.Errorf("stored through %d, want %d", got, n-1)
+	}
+}
