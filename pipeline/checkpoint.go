@@ -418,10 +418,10 @@ func (p *Pipeline) decodeCheckpoint(data []byte) ([]ingest.Position, error) {
 	// Prometheus never sees it fall after a restart.
 	p.counters.DetectorRestored.Store(p.engine.Stats().Observed)
 	for _, pos := range positions {
-		st := &partitionState{processed: pos, committed: pos.Offset, handled: unknownOffset, stored: pos.Offset}
+		st := &partitionState{processed: pos, committed: pos.Offset, handled: unknownOffset, stored: pos.Offset, staged: pos.Offset}
 		if p.behind != nil {
 			// What is committed and stored is known at its first message.
-			st.committed, st.stored = unknownOffset, unknownOffset
+			st.committed, st.stored, st.staged = unknownOffset, unknownOffset, unknownOffset
 		}
 		p.partitions[partitionKey{pos.Topic, pos.Partition}] = st
 	}

@@ -23,7 +23,7 @@ type Counters struct {
 	Rejected                            [ingest.NumReasons]atomic.Uint64
 	Late                                atomic.Uint64 // accepted, beyond the lateness bound: not detected on
 	ClockSkew                           atomic.Uint64 // accepted, dated off the fleet's clock: not detected on
-	Redelivered                         atomic.Uint64 // fetched again after a rebalance, already processed: skipped
+	Redelivered                         atomic.Uint64 // fetched again, already processed: not counted in Messages, stored only if storage lacks them
 	ByCause                             [event.NumCauses]atomic.Uint64
 	DeadLettered, Forwarded             atomic.Uint64
 	Flushes, FlushRetries, Halts        atomic.Uint64
@@ -189,14 +189,14 @@ func newMetrics(c *Counters, halted func() string, sinks map[string]DeliveryStat
 	d := func(name, help string, labels ...string) {
 		m.descs[name] = prometheus.NewDesc(name, help, labels, nil)
 	}
-	d("declinemon_messages_total", "Messages consumed.")
-	d("declinemon_message_bytes_total", "Bytes of consumed message values.")
+	d("declinemon_messages_total", "Messages consumed (each once: those fetched again are declinemon_redelivered_skipped_total).")
+	d("declinemon_message_bytes_total", "Bytes of consumed message values (each message once).")
 	d("declinemon_events_accepted_total", "Messages accepted as valid events.")
 	d("declinemon_events_approved_total", "Accepted events that were approvals.")
 	d("declinemon_events_rejected_total", "Messages rejected, by reason.", "reason")
 	d("declinemon_events_late_total", "Accepted events beyond the lateness bound (not detected on).")
 	d("declinemon_events_clock_skew_total", "Accepted events dated off the fleet's clock (a wrong terminal clock): stored, not detected on.")
-	d("declinemon_redelivered_skipped_total", "Messages fetched again after a rebalance that this process had already processed (skipped).")
+	d("declinemon_redelivered_skipped_total", "Messages fetched again that this process had already processed (a rebalance, a restored checkpoint, storage catching up): not counted, dead-lettered or detected on again; stored if storage did not hold them.")
 	d("declinemon_declines_total", "Declined or failed attempts, by cause.", "cause")
 	d("declinemon_dead_letters_total", "Messages written to the dead-letter topic.")
 	d("declinemon_forwarded_total", "Accepted events forwarded to the detection stage.")

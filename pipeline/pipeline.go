@@ -140,6 +140,7 @@ type partitionState struct {
 	processed ingest.Position
 	committed int64 // the last committed offset (at start: the first seen - 1)
 	handled   int64 // the last offset delivered, re-deliveries included
+	staged    int64 // the last offset staged for storage, being inserted or stored
 	stored    int64 // every message up to this offset is stored
 }
 
@@ -234,19 +235,17 @@ func (p *Pipeline) raise(a alerting.Alert) {
 // for storage or the dead letters and merge it towards detection.
 func (p *Pipeline) handle(m *ingest.Message) {
 	c := p.counters
-	c.Messages.Add(1)
-	c.Bytes.Add(uint64(len(m.Value)))
 	p.pending++
 	st := p.last
 	if st == nil || st.processed.Partition != m.Partition || st.processed.Topic != m.Topic {
 		key := partitionKey{m.Topic, m.Partition}
 		if st = p.partitions[key]; st == nil {
 			// Where this session starts.
-			st = &partitionState{committed: m.Offset - 1, stored: m.Offset - 1, handled: unknownOffset}
+			st = &partitionState{committed: m.Offset - 1, stored: m.Offset - 1, staged: m.Offset - 1, handled: unknownOffset}
 			p.partitions[key] = st
 		}
 		if st.committed == unknownOffset { // restored from a checkpoint: delivery starts after the commit
-			st.committed, st.stored = m.Offset-1, m.Offset-1
+			st.committed, st.stored, st.staged = m.Offset-1, m.Offset-1, m.Offset-1
 		}
 		p.last = st
 	}
@@ -258,11 +257,13 @@ func (p *Pipeline) handle(m *ingest.Message) {
 		// detection may not hold them yet: they are staged again, and
 		// the writer skips what ClickHouse holds.
 		c.Redelivered.Add(1)
-		if p.behind != nil {
-			p.restage(m)
+		if p.behind != nil && m.Offset > st.staged {
+			p.restage(m, st)
 		}
 		return
 	}
+	c.Messages.Add(1)
+	c.Bytes.Add(uint64(len(m.Value)))
 	st.processed = ingest.Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, HighWaterMark: m.HighWaterMark}
 	if de := p.decode(m); de != nil {
 		p.reject(m, de)
@@ -329,6 +330,7 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 	} else if p.behind != nil && p.behind.open() {
 		p.behind.add(&event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+		p.last.staged = m.Offset
 	}
 	if p.fwd != nil {
 		// Re-encoded from the decoded event, never the bytes received.

@@ -135,12 +135,13 @@ func (b *storeBehind) due(now time.Time) bool {
 // step runs at each flush. It collects the insert that finished, retries
 // a held batch when due, and hands the staged batch to a new insert when
 // it is full or old enough (one insert at a time: a due batch waits for
-// the running one). The final flush waits for its inserts. It reports
-// whether the consumer must re-read from its committed offsets (a held
-// batch was just stored).
+// the running one). The final flush waits for its inserts, but does not
+// retry a held batch: what is not stored is not committed, and the next
+// run re-reads it. It reports whether the consumer must re-read from its
+// committed offsets (a held batch was just stored).
 func (b *storeBehind) step(ctx context.Context, p *Pipeline, final bool) (rewind bool) {
 	now := time.Now()
-	if b.job.running() && (final || !b.failed && b.due(now)) {
+	if b.job.running() && !b.failed && (final || b.due(now)) {
 		select {
 		case <-b.job.done:
 		case <-ctx.Done():
@@ -152,7 +153,7 @@ func (b *storeBehind) step(ctx context.Context, p *Pipeline, final bool) (rewind
 	}
 	switch {
 	case b.failed:
-		if b.job.running() || !final && now.Before(b.nextTry) {
+		if final || b.job.running() || now.Before(b.nextTry) {
 			return rewind
 		}
 		b.start(b.job) // the held batch again
@@ -200,10 +201,18 @@ func (b *storeBehind) collect(p *Pipeline) (rewind bool) {
 	if j.err != nil {
 		j.done = nil
 		if !b.failed {
+			// What was staged after the batch is dropped: it is staged
+			// again when it is re-read.
 			b.failed = true
 			clear(b.staging)
 			b.staging = b.staging[:0]
 			b.backoff = 500 * time.Millisecond
+			for _, st := range p.partitions {
+				st.staged = st.stored
+			}
+			for _, c := range j.cuts {
+				c.st.staged = max(c.st.staged, c.offset)
+			}
 		}
 		if permanent(j.err) {
 			b.status.halts++
@@ -244,7 +253,7 @@ func (b *storeBehind) collect(p *Pipeline) (rewind bool) {
 	// committed offsets, and handled from the stored ones on.
 	b.failed = false
 	for _, st := range p.partitions {
-		st.handled = st.stored
+		st.handled, st.staged = st.stored, st.stored
 	}
 	p.log.Info("storage is back: re-reading from the committed offsets what was not stored meanwhile (detection skips it)")
 	return true
@@ -287,10 +296,15 @@ func (b *storeBehind) ready() error {
 }
 
 // restage stores a message this pipeline processed before (a re-read
-// after a storage outage, or what a restored checkpoint covers): decoded
-// and classified for storage only.
-func (p *Pipeline) restage(m *ingest.Message) {
-	if !p.behind.open() || p.decode(m) != nil {
+// after a storage outage or a rejoin, or what a restored checkpoint
+// covers) and has not staged since: decoded and classified for storage
+// only. What is staged, being inserted or stored is not staged twice.
+func (p *Pipeline) restage(m *ingest.Message, st *partitionState) {
+	if !p.behind.open() {
+		return
+	}
+	st.staged = m.Offset
+	if p.decode(m) != nil {
 		return
 	}
 	res := p.rules.Classify(&p.ev)

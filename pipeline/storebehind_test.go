@@ -189,3 +189,45 @@ func TestStoreBehindOverlapsOneInsert(t *testing.T) {
 		t.Errorf("stored through %d, want %d", got, n-1)
 	}
 }
+
+// TestStoreBehindRedeliveryStagesOnce: messages fetched again (a rejoin
+// re-delivers from the commits) are staged for storage only if they are
+// not staged, being inserted or stored already: ClickHouse's stored
+// ranges cannot tell a batch's own duplicates apart.
+func TestStoreBehindRedeliveryStagesOnce(t *testing.T) {
+	store := &ackStore{}
+	p, err := New(Options{Store: store, BatchSize: 100, StoreBatchSize: 100, FlushInterval: time.Hour, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := eventMessages(20)
+	for i := range 10 {
+		p.handle(&msgs[i])
+	}
+	for i := 4; i < 10; i++ { // fetched again while staged
+		p.handle(&msgs[i])
+	}
+	if got := len(p.behind.staging); got != 10 {
+		t.Fatalf("%d events staged, want 10", got)
+	}
+	src := &memSource{}
+	p.final = true // cut and insert now
+	if err := p.flush(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	p.final = false
+	for i := range 15 { // fetched again once stored, and five new ones
+		p.handle(&msgs[i])
+	}
+	if got := len(p.behind.staging); got != 5 {
+		t.Errorf("%d events staged after the re-delivery of stored ones, want the 5 new", got)
+	}
+	if p.Counters().Accepted.Load() != 15 || p.Counters().Redelivered.Load() != 16 {
+		t.Errorf("accepted %d, re-delivered %d; want 15 and 16", p.Counters().Accepted.Load(), p.Counters().Redelivered.Load())
+	}
+	for o, n := range store.acked {
+		if n != 1 {
+			t.Errorf("offset %d inserted %d times", o, n)
+		}
+	}
+}

@@ -26,23 +26,21 @@ type Config struct {
 	DialTimeout  time.Duration `yaml:"dial_timeout"`
 	MaxOpenConns int           `yaml:"max_open_conns"`
 	SchemaConfig `yaml:",inline"`
-	// ConsumerGroup is the Kafka group of the storage consumer, when
-	// detection runs in the same process (default <kafka.group_id>.storage):
-	// storage then has its own offsets, and a ClickHouse outage never
-	// holds detection up.
+	// ConsumerGroup was storage's own Kafka group in earlier versions; it
+	// is no longer used (storage shares kafka.group_id with detection) and
+	// only accepted so that old configurations still load, with a warning.
 	ConsumerGroup string `yaml:"consumer_group"`
-	// Consumers is how many members of that group run in the process
-	// (default 2): while one waits for ClickHouse to acknowledge its
-	// batch, another decodes the next (they share the partitions). With
-	// detection off (an ingest instance), as many members of
-	// kafka.group_id run in the process.
+	// Consumers is how many members of kafka.group_id an ingest instance
+	// (detection off) runs in the process (default 2): while one waits for
+	// ClickHouse to acknowledge its batch, another decodes the next (they
+	// share the partitions).
 	Consumers int `yaml:"consumers"`
-	// BatchSize is how many events the storage consumers beside detection
-	// insert at once (default: kafka.batch_size when set, else 100000;
-	// kafka.flush_interval still cuts smaller batches when the stream is
-	// slower); so do an ingest instance's members. ClickHouse does best with few, large
-	// inserts: 100K-event parts cost the server a quarter less CPU per
-	// event than 50K ones, merges included (README, Performance).
+	// BatchSize is how many events storage inserts at once (default:
+	// kafka.batch_size when set, else 100000; kafka.flush_interval still
+	// cuts smaller batches when the stream is slower). ClickHouse does
+	// best with few, large inserts: 100K-event parts cost the server a
+	// quarter less CPU per event than 50K ones, merges included (README,
+	// Performance).
 	BatchSize int          `yaml:"batch_size"`
 	Writer    WriterConfig `yaml:"writer"`
 }
