@@ -41,7 +41,7 @@ import (
 
 // Compose's names, as the shipped files spell them.
 const (
-	Topic   = "pos.events"
+	Topic = "pos.events"
 	// GroupID is the group of declinemon's one consumer, which feeds
 	// detection and storage (commits stop at what both made durable).
 	GroupID  = "declinemon"
