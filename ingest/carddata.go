@@ -130,13 +130,6 @@ func scanCardData(b []byte, found func(start, end int)) bool {
 	if !mayHoldCardData(b) {
 		return false
 	}
-	any := false
-	hit := func(start, end int) {
-		any = true
-		if found != nil {
-			found(start, end)
-		}
-	}
 	var (
 		valBuf   [64]byte
 		atBuf    [64]int32
@@ -147,6 +140,36 @@ func scanCardData(b []byte, found func(start, end int)) bool {
 	)
 	r := digitRun{val: valBuf[:0], at: atBuf[:0], width: widthBuf[:0], groups: groupBuf[:0]}
 	r.sum[0], r.sum[1] = sum0Buf[:0], sum1Buf[:0]
+	return r.scan(b, found)
+}
+
+// cardScanner is scanCardData for one goroutine (a Decoder's), with its
+// working memory kept from call to call: scanCardData's moves to the heap
+// at every call, which was most of decoding's allocations on a fleet whose
+// ids hold long digit runs.
+type cardScanner struct{ r digitRun }
+
+// holds reports whether b holds a card number or track data.
+func (c *cardScanner) holds(b []byte) bool {
+	if !mayHoldCardData(b) {
+		return false
+	}
+	if c.r.val == nil {
+		c.r = digitRun{val: make([]byte, 0, 64), at: make([]int32, 0, 64), width: make([]byte, 0, 64), groups: make([]int32, 0, 32)}
+		c.r.sum[0], c.r.sum[1] = make([]int32, 0, 65), make([]int32, 0, 65)
+	}
+	return c.r.scan(b, nil)
+}
+
+// scan is scanCardData over r's working memory.
+func (r *digitRun) scan(b []byte, found func(start, end int)) bool {
+	any := false
+	hit := func(start, end int) {
+		any = true
+		if found != nil {
+			found(start, end)
+		}
+	}
 	for i := 0; i < len(b); {
 		if _, w := digitAt(b, i); w == 0 {
 			i++

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"strconv"
 	"strings"
@@ -283,5 +285,48 @@ func BenchmarkScanHostile(b *testing.B) {
 	for b.Loop() {
 		d.Decode(msg, &ev)
 		Mask(msg)
+	}
+}
+
+// TestCardScannerReuseMatchesAFreshScan: a Decoder's scanner keeps its
+// working memory from value to value. Over values that grow it (digit runs
+// far beyond 64 digits), then short ones, PANs among ids and after them,
+// its verdict is the fresh scan's every time: nothing of one value is left
+// to the next.
+func TestCardScannerReuseMatchesAFreshScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 13))
+	pans := []string{"4111111111111111", "6228480402564890018", "5500 0000 0000 0004", "4111-1111-1111-1111"}
+	var c cardScanner
+	hits := 0
+	for i := range 20000 {
+		var b []byte
+		switch i % 5 {
+		case 0: // a long run of digits, some separators
+			for range 10 + rng.IntN(300) {
+				if rng.IntN(12) == 0 {
+					b = append(b, " -"[rng.IntN(2)])
+				} else {
+					b = append(b, byte('0'+rng.IntN(10)))
+				}
+			}
+		case 1: // an id with a long numeric part
+			b = fmt.Appendf(nil, "BN-%06d-%09d", rng.IntN(1e6), rng.IntN(1e9))
+		case 2: // a PAN inside text
+			b = fmt.Appendf(nil, "ref %s x%d", pans[rng.IntN(len(pans))], rng.IntN(100))
+		case 3: // short values
+			b = fmt.Appendf(nil, "%d", rng.IntN(1e6))
+		default: // a PAN after a long run
+			b = fmt.Appendf(nil, "%0120d %s", rng.IntN(1e9), pans[rng.IntN(len(pans))])
+		}
+		got, want := c.holds(b), scanCardData(b, nil)
+		if got != want {
+			t.Fatalf("value %d %q: reused scanner says %v, a fresh scan %v", i, b, got, want)
+		}
+		if want {
+			hits++
+		}
+	}
+	if hits < 4000 {
+		t.Fatalf("only %d values held card data: the test does not exercise the hits", hits)
 	}
 }

@@ -28,6 +28,7 @@ type Decoder struct {
 	intern   *Interner
 	labels   [numLabels]labelCache
 	sc       scanner
+	cards    cardScanner
 }
 
 // The low-cardinality fields, each with a labelCache.
@@ -63,15 +64,15 @@ func (c *labelCache) slot(b []byte) *string {
 	return &c[h>>24]
 }
 
-// label returns v interned through c. A value not in c must pass check
-// first (nil: none).
-func (d *Decoder) label(c *labelCache, field string, v []byte, check func(string, []byte) *DecodeError) (string, *DecodeError) {
+// label returns v interned through c. With check, a value not in c is
+// first checked for card data.
+func (d *Decoder) label(c *labelCache, field string, v []byte, check bool) (string, *DecodeError) {
 	e := c.slot(v)
 	if *e == string(v) { // no allocation: compared in place
 		return *e, nil
 	}
-	if check != nil {
-		if err := check(field, v); err != nil {
+	if check {
+		if err := d.noCardData(field, v); err != nil {
 			return "", err
 		}
 	}
@@ -176,7 +177,7 @@ func (d *Decoder) decode(data []byte, ev *event.Event) *DecodeError {
 		}
 	}
 	if seen&seenCUPMerchant != 0 && scheme != event.SchemeCUP {
-		if err := noCardData("merchant_id", []byte(ev.Merchant)); err != nil {
+		if err := d.noCardData("merchant_id", []byte(ev.Merchant)); err != nil {
 			return err
 		}
 	}
@@ -197,7 +198,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if err != nil {
 			return err
 		}
-		if err := noCardData("event_id", v); err != nil {
+		if err := d.noCardData("event_id", v); err != nil {
 			return err
 		}
 		ev.ID = string(v)
@@ -221,7 +222,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if err != nil {
 			return err
 		}
-		if err := noCardData("terminal_id", v); err != nil {
+		if err := d.noCardData("terminal_id", v); err != nil {
 			return err
 		}
 		ev.Terminal = d.intern.Bytes(v)
@@ -233,7 +234,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		}
 		if isCUPMerchantID(v) {
 			*seen |= seenCUPMerchant // exempt only if the event is CUP's: checked at the end
-		} else if err := noCardData("merchant_id", v); err != nil {
+		} else if err := d.noCardData("merchant_id", v); err != nil {
 			return err
 		}
 		ev.Merchant = d.intern.Bytes(v)
@@ -246,13 +247,13 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if len(v) == 1 {
 			return reject(ReasonOutOfRange, "response_code", "must be exactly 2 characters")
 		}
-		ev.ResponseCode, _ = d.label(&d.labels[labelResponseCode], "", v, nil)
+		ev.ResponseCode, _ = d.label(&d.labels[labelResponseCode], "", v, false)
 	case "terminal_error":
 		v, err := d.optString("terminal_error", 64)
 		if err != nil {
 			return err
 		}
-		if ev.TerminalError, err = d.label(&d.labels[labelTerminalError], "terminal_error", v, noCardData); err != nil {
+		if ev.TerminalError, err = d.label(&d.labels[labelTerminalError], "terminal_error", v, true); err != nil {
 			return err
 		}
 	case "scheme":
@@ -282,7 +283,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 			if len(v) != 3 || !isUpperAlpha(v) {
 				return reject(ReasonInvalidValue, "currency", "must be an ISO 4217 alpha-3 code")
 			}
-			ev.Currency, _ = d.label(&d.labels[labelCurrency], "", v, nil)
+			ev.Currency, _ = d.label(&d.labels[labelCurrency], "", v, false)
 		}
 	case "card_bin":
 		v, ok := d.stringValue()
@@ -301,7 +302,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if len(v) < 6 {
 			return reject(ReasonOutOfRange, "card_bin", "must be 6 to 8 digits")
 		}
-		ev.CardBIN, _ = d.label(&d.labels[labelCardBIN], "", v, nil)
+		ev.CardBIN, _ = d.label(&d.labels[labelCardBIN], "", v, false)
 	case "issuer_id":
 		return d.optInterned("issuer_id", labelIssuer, &ev.Issuer)
 	case "acquirer_id":
@@ -354,7 +355,7 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 		if name := sensitiveName(key); name != "" {
 			return reject(ReasonSensitiveData, name, "card data must never be sent to the monitor")
 		}
-		if scanCardData(key, nil) {
+		if d.cards.holds(key) {
 			return reject(ReasonSensitiveData, "", "a field name holds a card number")
 		}
 		return d.skipChecked(0)
@@ -363,8 +364,8 @@ func (d *Decoder) field(key []byte, ev *event.Event, seen *int, scheme *event.Sc
 }
 
 // noCardData rejects a field value that holds a card number or track data.
-func noCardData(field string, v []byte) *DecodeError {
-	if scanCardData(v, nil) {
+func (d *Decoder) noCardData(field string, v []byte) *DecodeError {
+	if d.cards.holds(v) {
 		return reject(ReasonSensitiveData, field, "holds a card number or track data")
 	}
 	return nil
@@ -384,7 +385,7 @@ func (d *Decoder) skipChecked(depth int) *DecodeError {
 		if !ok {
 			return malformed
 		}
-		if scanCardData(v, nil) {
+		if d.cards.holds(v) {
 			return reject(ReasonSensitiveData, "", "an unknown field holds a card number or track data")
 		}
 		return nil
@@ -404,7 +405,7 @@ func (d *Decoder) skipChecked(depth int) *DecodeError {
 			if name := sensitiveName(k); name != "" {
 				return reject(ReasonSensitiveData, name, "card data must never be sent to the monitor")
 			}
-			if scanCardData(k, nil) {
+			if d.cards.holds(k) {
 				return reject(ReasonSensitiveData, "", "a field name holds a card number")
 			}
 			if !s.expect(':') {
@@ -443,7 +444,7 @@ func (d *Decoder) skipChecked(depth int) *DecodeError {
 		if _, _, _, ok := s.number(); !ok {
 			return malformed
 		}
-		if num := s.b[start:s.i]; scanCardData(num, nil) || floatHoldsCard(num) {
+		if num := s.b[start:s.i]; d.cards.holds(num) || floatHoldsCard(num) {
 			return reject(ReasonSensitiveData, "", "an unknown field holds a card number")
 		}
 		return nil
@@ -511,7 +512,7 @@ func (d *Decoder) optInterned(field string, label int, dst *string) *DecodeError
 	if err != nil {
 		return err
 	}
-	*dst, err = d.label(&d.labels[label], field, v, noCardData)
+	*dst, err = d.label(&d.labels[label], field, v, true)
 	return err
 }
 
@@ -546,7 +547,7 @@ func (d *Decoder) intValue(field string, min, max int64) (int64, bool, *DecodeEr
 	}
 	start := s.i
 	v, isInt, fits, ok := s.number()
-	if ok && s.i-start >= 13 && scanCardData(s.b[start:s.i], nil) {
+	if ok && s.i-start >= 13 && d.cards.holds(s.b[start:s.i]) {
 		return 0, false, reject(ReasonSensitiveData, field, "holds a card number")
 	}
 	switch {

@@ -49,9 +49,14 @@ func BenchmarkRunKafkaClickHouse(b *testing.B) {
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	gctune.Apply("", "")
 	br := needBroker(b)
-	topic := newTopic(b, br, 4)
-	produceRealistic(b, br, topic, chBenchEvents)
-	warmBroker(b, br, topic, chBenchEvents)
+	// Two streams: an ordinary fleet day with incidents, and a standing
+	// fleet-wide outage (the detector's worst case: see realistic).
+	topics := map[string]string{}
+	for stream, gen := range map[string]func(testing.TB, int) [][]byte{"fleet-day": fleetDay, "standing-outage": realistic} {
+		topics[stream] = newTopic(b, br, 4)
+		produceEvents(b, br, topics[stream], gen(b, chBenchEvents))
+		warmBroker(b, br, topics[stream], chBenchEvents)
+	}
 	b.Logf("load average before the runs: %s", loadAverage())
 
 	s := chtest.Start(b)
@@ -60,39 +65,41 @@ func BenchmarkRunKafkaClickHouse(b *testing.B) {
 	// one group sharing the writer and the counters); run: `run` with
 	// detection, one consumer feeding detection and storage beside it.
 	type variant struct {
+		stream    string
 		detect    bool
 		consumers int
 		batch     int
-		flush     time.Duration
 		maxBytes  int // 0: the mode's default
 	}
-	variants := []variant{{consumers: 1, batch: 100_000, flush: time.Second}, {consumers: 2, batch: 50_000, flush: time.Second},
-		{consumers: 2, batch: 100_000, flush: time.Second}, {consumers: 2, batch: 100_000, flush: 5 * time.Second},
-		{consumers: 2, batch: 5000, flush: time.Second},
-		{detect: true, consumers: 1, batch: 100_000, flush: time.Second}, {detect: true, consumers: 1, batch: 100_000, flush: time.Second, maxBytes: 8 << 20},
-		{detect: true, consumers: 1, batch: 50_000, flush: time.Second}}
+	variants := []variant{
+		{stream: "fleet-day", detect: true, consumers: 1, batch: 100_000},
+		{stream: "fleet-day", detect: true, consumers: 1, batch: 100_000, maxBytes: 1 << 20},
+		{stream: "fleet-day", detect: true, consumers: 1, batch: 50_000},
+		{stream: "fleet-day", consumers: 2, batch: 100_000},
+		{stream: "fleet-day", consumers: 1, batch: 100_000},
+		{stream: "standing-outage", detect: true, consumers: 1, batch: 100_000},
+		{stream: "standing-outage", consumers: 2, batch: 100_000},
+	}
 	for _, v := range variants {
 		mode := "ingest"
 		if v.detect {
 			mode = "run"
 		}
-		name := fmt.Sprintf("%s/consumers=%d/batch=%d/flush=%s", mode, v.consumers, v.batch, v.flush)
+		name := fmt.Sprintf("%s/%s/consumers=%d/batch=%d", v.stream, mode, v.consumers, v.batch)
 		if v.maxBytes != 0 {
 			name += fmt.Sprintf("/max_bytes=%d", v.maxBytes)
 		}
 		b.Run(name, func(b *testing.B) {
-			cfg := runConfig(br, topic, "")
+			cfg := runConfig(br, topics[v.stream], "")
 			cfg.DisableDetection = !v.detect
 			cfg.Kafka.MaxWait = 0            // the default
 			cfg.Kafka.CheckpointInterval = 0 // the default
-			cfg.Kafka.BatchSize = 0
+			cfg.Kafka.BatchSize = 0          // the default
+			cfg.Kafka.FlushInterval = 0      // the default
 			cfg.Kafka.MaxBytes = v.maxBytes
-			if !v.detect {
-				cfg = storageSized(cfg)
-			}
-			cfg.ClickHouse.BatchSize = v.batch // the insert size of both modes
-			cfg.Kafka.FlushInterval = v.flush
-			benchStoredRuns(b, br, s, client, cfg, v.consumers, chBenchEvents)
+			cfg.ClickHouse.Addr = []string{s.TCPAddr}
+			cfg.ClickHouse.BatchSize = v.batch
+			benchStoredRuns(b, br, s, client, RunConfig(cfg), v.consumers, chBenchEvents)
 		})
 	}
 }
@@ -115,11 +122,10 @@ func warmBroker(b *testing.B, br *kafkatest.Broker, topic string, n int) {
 	}
 }
 
-// produceRealistic writes n realistic events round-robin over the topic's
-// partitions, then frees them so that they do not weigh on the runs.
-func produceRealistic(b *testing.B, br *kafkatest.Broker, topic string, n int) {
+// produceEvents writes msgs round-robin over the topic's partitions, then
+// frees them so that they do not weigh on the runs.
+func produceEvents(b *testing.B, br *kafkatest.Broker, topic string, msgs [][]byte) {
 	b.Helper()
-	msgs := realistic(b, n)
 	w := &kafka.Writer{Addr: kafka.TCP(br.Addr), Topic: topic, Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll,
 		BatchSize: 5000, BatchBytes: 32 << 20, BatchTimeout: time.Millisecond}
 	batch := make([]kafka.Message, 0, 5000)

@@ -7,26 +7,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// IngestConfig is the configuration of `run`'s consumers when detection is
-// off and storage on (an ingest instance): storage's batch and fetch
-// sizes (storageSized). Other configurations are returned as they are.
-func IngestConfig(cfg Config) Config {
-	if !cfg.DisableDetection || !cfg.ClickHouse.Enabled() {
+// RunConfig is the configuration of `run`'s consumers. With storage, fetches
+// are 8 MiB unless kafka.max_bytes is set: a fetch's fixed cost, in the
+// broker and in kafka-go, is a third of the stream's CPU at 1 MiB, and
+// partitions still interleave message by message (README, Performance).
+// An ingest instance (detection off) also flushes clickhouse.batch_size
+// events (else kafka.batch_size when set, else 100000): ClickHouse does
+// best with few, large inserts. Other configurations are returned as they
+// are.
+func RunConfig(cfg Config) Config {
+	if !cfg.ClickHouse.Enabled() {
 		return cfg
 	}
-	return storageSized(cfg)
-}
-
-// storageSized gives an ingest instance's consumers clickhouse.batch_size
-// events per flush (else kafka.batch_size when set, else 100000) and 8 MiB
-// fetches unless kafka.max_bytes is set: ClickHouse does best with few,
-// large inserts (README, Performance).
-func storageSized(cfg Config) Config {
 	if cfg.Kafka.MaxBytes == 0 {
 		cfg.Kafka.MaxBytes = 8 << 20
 	}
-	// A kafka.batch_size set for memory's sake still bounds storage.
-	cfg.Kafka.BatchSize = cmp.Or(cfg.ClickHouse.BatchSize, cfg.Kafka.BatchSize, 100_000)
+	if cfg.DisableDetection {
+		// A kafka.batch_size set for memory's sake still bounds storage.
+		cfg.Kafka.BatchSize = cmp.Or(cfg.ClickHouse.BatchSize, cfg.Kafka.BatchSize, 100_000)
+	}
 	return cfg
 }
 

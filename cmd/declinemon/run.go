@@ -92,7 +92,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// decodes the next. Each stores, dead-letters and forwards its own;
 	// they count as one consumer in the metrics.
 	members := cmp.Or(cfg.ClickHouse.Consumers, 2)
-	opts := pipeline.RunOptions{Config: pipeline.IngestConfig(cfg), Rules: rules, Store: store, Alerts: sinks, Log: log}
+	opts := pipeline.RunOptions{Config: pipeline.RunConfig(cfg), Rules: rules, Store: store, Alerts: sinks, Log: log}
 	var more []*pipeline.Runner // the ingest members beside r
 	var morePipes []*pipeline.Pipeline
 	if store != nil && cfg.DisableDetection && members > 1 {
