@@ -137,11 +137,14 @@ stack: kafka-jars chdb-lib tools
 system-test: kafka-jars chdb-lib tools
 	DECLINEMON_SYSTEM=1 $(GO) test -count=1 -timeout 15m -v -run TestSystem ./internal/stack/
 
-# run's topology into a real ClickHouse server: storage consumers (and
-# detection beside them), from the start until every event is queryable.
+# run into a real ClickHouse server (detection and storage in one consumer,
+# and an ingest instance's two members), on a fleet day and on a standing
+# outage, from the start until every event is queryable; then the insert
+# alone and where the server's CPU goes.
 bench-storage: kafka-jars chdb-lib
-	$(GO) test -run '^$$' -bench 'BenchmarkRunKafkaClickHouse/.*/consumers=2/batch=100000/flush=1s' -benchtime 4x ./pipeline
+	$(GO) test -run '^$$' -bench 'BenchmarkRunKafkaClickHouse' -benchtime 3x -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench 'WriterOnServer|WriterOwnPart' -benchtime 20x ./storage
+	$(GO) test -run '^$$' -bench 'ServerCostOfViews' -benchtime 10x ./storage
 
 build:
 	$(GO) build -o bin/ ./cmd/...

@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/declinemon/declinemon/alerting/scenario"
 	"github.com/declinemon/declinemon/classify"
 	"github.com/declinemon/declinemon/event"
 	"github.com/declinemon/declinemon/ingest"
@@ -135,6 +137,61 @@ func BenchmarkWriterOnServer(b *testing.B) {
 					next = position(batch, next)
 					return w.Write(context.Background(), batch)
 				})
+			})
+		})
+	}
+}
+
+// dayBatch is n classified events of a morning of the scenario fleet
+// (16,000 terminals in 16 regions with their own carriers, hosts,
+// issuers and decline mix), in time order: the rollups get about one row
+// per event, as they do on a real fleet of that size.
+func dayBatch(tb testing.TB, n int) []event.Classified {
+	tb.Helper()
+	loc := time.FixedZone("+08:00", 8*3600)
+	s := scenario.Scenario{Name: "bench-day", Fleet: scenario.Fleet{Seed: 11, Terminals: 16_000, Regions: 16, IDPrefix: "BN", RegionBase: 310000},
+		Start: time.Date(2026, 11, 27, 9, 0, 0, 0, loc), Duration: scenario.Duration(4 * time.Hour)}
+	rules := classify.Default()
+	out := make([]event.Classified, 0, n)
+	if _, err := s.Generate(func(ev *event.Event) {
+		if len(out) < n {
+			res := rules.Classify(ev)
+			out = append(out, event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known, Topic: "pos.events"})
+		}
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// BenchmarkServerCostOfViews is where the server's CPU goes on a fleet
+// day: 100,000-event Writer.Write batches of dayBatch, with the full schema
+// and with one or all of the materialized views dropped (ch-cpu-µs/row).
+func BenchmarkServerCostOfViews(b *testing.B) {
+	all := dayBatch(b, 1_000_000)
+	for _, drop := range [][]string{nil, {"terminal_minutes_mv"}, {"scope_minutes_mv"}, {"ingest_offsets_mv"},
+		{"terminal_minutes_mv", "scope_minutes_mv", "ingest_offsets_mv"}} {
+		name := "schema"
+		for _, d := range drop {
+			name += "-" + d
+		}
+		b.Run(name, func(b *testing.B) {
+			s := chtest.Start(b)
+			c := chtest.Open(b, s, chserver.User{}, storage.SchemaConfig{})
+			if _, err := storage.Migrate(context.Background(), c, storage.SchemaConfig{}); err != nil {
+				b.Fatal(err)
+			}
+			for _, v := range drop {
+				chtest.Query(b, s, "DROP VIEW IF EXISTS declinemon."+v)
+			}
+			w := storage.NewWriter(c, storage.WriterConfig{})
+			var next int64
+			i := 0
+			benchInserts(b, s, 100_000, func() error {
+				batch := all[(i%10)*100_000 : (i%10+1)*100_000]
+				i++
+				next = position(batch, next)
+				return w.Write(context.Background(), batch)
 			})
 		})
 	}
