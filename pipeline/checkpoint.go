@@ -240,6 +240,9 @@ func (p *Pipeline) resetDetection() error {
 	}
 	clear(p.partitions)
 	p.last = nil
+	if p.behind != nil {
+		p.behind.drop()
+	}
 	for _, st := range p.alerts {
 		st.drop()
 	}

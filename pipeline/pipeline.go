@@ -112,6 +112,7 @@ type Pipeline struct {
 
 	flusher
 	behind     *storeBehind // storage, when the pipeline also detects
+	rewindDue  bool         // storage is back: the source re-reads once this flush commits
 	partitions map[partitionKey]*partitionState
 	last       *partitionState // the partition of the previous message (batches come per partition)
 	pending    int             // messages since the last flush
@@ -142,6 +143,9 @@ type partitionState struct {
 	handled   int64 // the last offset delivered, re-deliveries included
 	staged    int64 // the last offset staged for storage, being inserted or stored
 	stored    int64 // every message up to this offset is stored
+	// committedHere: this process committed the partition's offset once
+	// (before that, the group may hold no offset for it at all).
+	committedHere bool
 }
 
 // New builds a pipeline; detection is on unless Config.DisableDetection.

@@ -13,6 +13,9 @@ import (
 // ShutdownTimeout, whatever happened to ctx) and returns: nil on a clean
 // stop or end of input.
 func (p *Pipeline) Run(ctx context.Context, src Source) error {
+	if _, ok := src.(Rewinder); p.behind != nil && !ok {
+		return errors.New("storage beside detection needs a source that can re-read from its commits (Kafka)")
+	}
 	runErr := p.consume(ctx, src)
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.ShutdownTimeout)

@@ -242,9 +242,10 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		return err
 	}
 	if p.behind != nil && p.behind.step(ctx, p, p.final) && !p.final {
-		if r, ok := src.(Rewinder); ok {
-			r.Rewind()
-		}
+		// Before the source re-reads from the group's offsets, every
+		// partition must have one, at what is stored: a partition never
+		// committed would resume at start_offset (latest: its end).
+		p.rewindDue = true
 	}
 	if p.engine != nil {
 		active := p.engine.Active()
@@ -263,7 +264,7 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 	if p.ckpt.store != nil {
 		// Commit only what a durable checkpoint covers.
 		positions = nil
-		if p.checkpointDue(p.final) {
+		if p.checkpointDue(p.final || p.rewindDue) {
 			covered, err := p.checkpoint(ctx)
 			if err != nil {
 				return &stageError{stage: "checkpoint", policy: retry, err: err}
@@ -289,8 +290,14 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		for _, pos := range positions {
 			st := p.partitions[partitionKey{pos.Topic, pos.Partition}]
 			p.counters.Committed.Add(uint64(pos.Offset - st.committed))
-			st.committed = pos.Offset
+			st.committed, st.committedHere = pos.Offset, true
 		}
+	}
+	if p.rewindDue && !p.final {
+		if r, ok := src.(Rewinder); ok {
+			r.Rewind()
+		}
+		p.rewindDue = false
 	}
 	if p.behind != nil {
 		p.behind.snapshot(p)
@@ -355,7 +362,9 @@ func (p *Pipeline) storedPositions(positions []ingest.Position) []ingest.Positio
 			continue
 		}
 		pos.Offset = min(pos.Offset, st.stored)
-		if pos.Offset > st.committed {
+		// Before a re-read, a partition this process never committed is
+		// committed where it started, so that the group holds an offset.
+		if pos.Offset > st.committed || p.rewindDue && !st.committedHere && pos.Offset == st.committed {
 			out = append(out, pos)
 		}
 	}
@@ -402,6 +411,9 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 			// re-reads from the last committed offset (at-least-once).
 			p.log.Warn("giving up on this commit; the partitions' new owner will re-read these messages", zap.Error(err))
 			clear(p.partitions)
+			if p.behind != nil {
+				p.behind.drop()
+			}
 			p.counters.forgetLag()
 			p.last = nil
 			p.pending = 0

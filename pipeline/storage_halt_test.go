@@ -251,8 +251,9 @@ func TestStorageHaltBesideDetectionOnARealServer(t *testing.T) {
 	if v := metricValue(t, reg, "declinemon_storage_flush_halted", nil); v != 0 {
 		t.Errorf("declinemon_storage_flush_halted = %v after resuming, want 0", v)
 	}
-	if src.rewinds != 1 || p.Counters().Redelivered.Load() != n {
-		t.Errorf("%d rewinds, %d messages re-read: want one re-read of all %d (none was committed)", src.rewinds, p.Counters().Redelivered.Load(), n)
+	if src.rewinds != 1 || p.Counters().Redelivered.Load() != n-10 {
+		t.Errorf("%d rewinds, %d messages re-read: want one re-read of the %d after the held batch (committed before the re-read)",
+			src.rewinds, p.Counters().Redelivered.Load(), n-10)
 	}
 	if p.Counters().Accepted.Load() != n || p.Engine().Stats().Observed != n {
 		t.Errorf("accepted %d events, detector observed %d: the re-read must not count or detect again", p.Counters().Accepted.Load(), p.Engine().Stats().Observed)

@@ -50,7 +50,7 @@ func RegisterStorageMetrics(reg prometheus.Registerer, p *Pipeline) error {
 		retries:   prometheus.NewDesc("declinemon_storage_flush_retries_total", "Failed inserts of a batch (ClickHouse unreachable or failing) that were retried; detection went on.", nil, nil),
 		halts:     prometheus.NewDesc("declinemon_storage_flush_halts_total", "Inserts that failed with an error needing an operator.", nil, nil),
 		halted:    prometheus.NewDesc("declinemon_storage_flush_halted", "1 while storage is halted by an error needing an operator (see /readyz for the reason; detection goes on).", nil, nil),
-		last:      prometheus.NewDesc("declinemon_storage_last_flush_timestamp_seconds", "Unix time of the last insert ClickHouse acknowledged.", nil, nil),
+		last:      prometheus.NewDesc("declinemon_storage_last_flush_timestamp_seconds", "Unix time of the last insert ClickHouse acknowledged (before the first: the start).", nil, nil),
 	}
 	return reg.Register(m)
 }

@@ -55,6 +55,7 @@ const unknownOffset = math.MinInt64
 
 // storeCut is how far one partition was handled when a batch was cut.
 type storeCut struct {
+	key    partitionKey
 	st     *partitionState
 	offset int64
 }
@@ -90,6 +91,11 @@ type storeBehind struct {
 	ctx   context.Context // the inserts' context: shutdown does not cancel them (the final flush bounds the wait)
 	batch int
 	every time.Duration
+	// stall bounds how long detection waits for a running insert before
+	// the next batch: past it, storage is degraded as if the insert had
+	// failed (a server that hangs, or the writer's retries against one
+	// that is down), and detection goes on.
+	stall time.Duration
 
 	staging []event.Classified
 	since   time.Time // when the oldest staged event was staged
@@ -114,7 +120,20 @@ type storeStatus struct {
 }
 
 func newStoreBehind(store Store, batch int, every time.Duration, log *zap.Logger) *storeBehind {
-	return &storeBehind{store: store, log: log, ctx: context.Background(), batch: max(batch, 1), every: every}
+	b := &storeBehind{store: store, log: log, ctx: context.Background(), batch: max(batch, 1), every: every, stall: insertStall}
+	b.status.lastStored = time.Now() // DeclinemonStorageBehind counts from the start until the first insert
+	return b
+}
+
+// insertStall is storeBehind.stall.
+const insertStall = 10 * time.Second
+
+// drop forgets what is staged: the partitions it came from changed hands
+// or were reset, and their messages are delivered again (or were stored by
+// their other owner, whose commits never pass what it stored).
+func (b *storeBehind) drop() {
+	clear(b.staging)
+	b.staging = b.staging[:0]
 }
 
 // open reports whether events are staged (not while a failed batch waits).
@@ -142,8 +161,21 @@ func (b *storeBehind) due(now time.Time) bool {
 func (b *storeBehind) step(ctx context.Context, p *Pipeline, final bool) (rewind bool) {
 	now := time.Now()
 	if b.job.running() && !b.failed && (final || b.due(now)) {
+		var stalled <-chan time.Time
+		if !final {
+			t := time.NewTimer(b.stall)
+			defer t.Stop()
+			stalled = t.C
+		}
 		select {
 		case <-b.job.done:
+		case <-stalled:
+			b.mu.Lock()
+			b.degrade(p, b.job)
+			b.mu.Unlock()
+			p.flushLog.Warn("an insert has been running for too long: detection goes on, nothing new is staged and the committed "+
+				"offsets stay at what is stored until it ends", "store_stalled", zap.Duration("waited", b.stall), zap.Int("events", len(b.job.events)))
+			return false
 		case <-ctx.Done():
 			return false
 		}
@@ -159,9 +191,9 @@ func (b *storeBehind) step(ctx context.Context, p *Pipeline, final bool) (rewind
 		b.start(b.job) // the held batch again
 	case b.job == nil && len(b.staging) > 0 && (final || b.due(now)):
 		j := &storeJob{events: b.staging}
-		for _, st := range p.partitions {
+		for k, st := range p.partitions {
 			if st.handled != unknownOffset {
-				j.cuts = append(j.cuts, storeCut{st, st.handled})
+				j.cuts = append(j.cuts, storeCut{k, st, st.handled})
 			}
 		}
 		b.staging, b.spare = b.spare[:0], nil
@@ -201,18 +233,7 @@ func (b *storeBehind) collect(p *Pipeline) (rewind bool) {
 	if j.err != nil {
 		j.done = nil
 		if !b.failed {
-			// What was staged after the batch is dropped: it is staged
-			// again when it is re-read.
-			b.failed = true
-			clear(b.staging)
-			b.staging = b.staging[:0]
-			b.backoff = 500 * time.Millisecond
-			for _, st := range p.partitions {
-				st.staged = st.stored
-			}
-			for _, c := range j.cuts {
-				c.st.staged = max(c.st.staged, c.offset)
-			}
+			b.degrade(p, j)
 		}
 		if permanent(j.err) {
 			b.status.halts++
@@ -222,6 +243,7 @@ func (b *storeBehind) collect(p *Pipeline) (rewind bool) {
 				"stay at what is stored; the batch is retried every 15s", "store_halted", zap.Error(j.err), zap.Int("events", len(j.events)))
 		} else {
 			b.status.retries++
+			b.status.halted = ""
 			b.nextTry = time.Now().Add(b.backoff)
 			b.backoff = min(2*b.backoff, 5*time.Second)
 			p.flushLog.Warn("storing events failed: detection goes on, nothing new is staged and the committed offsets stay at "+
@@ -230,6 +252,9 @@ func (b *storeBehind) collect(p *Pipeline) (rewind bool) {
 		return false
 	}
 	for _, c := range j.cuts {
+		if p.partitions[c.key] != c.st {
+			continue // the partition was reset since the cut
+		}
 		if c.offset > c.st.stored {
 			if c.st.stored != unknownOffset {
 				b.status.stored += uint64(c.offset - c.st.stored)
@@ -257,6 +282,23 @@ func (b *storeBehind) collect(p *Pipeline) (rewind bool) {
 	}
 	p.log.Info("storage is back: re-reading from the committed offsets what was not stored meanwhile (detection skips it)")
 	return true
+}
+
+// degrade stops staging after j failed or stalled: what was staged after
+// it is dropped (it is staged again when it is re-read), and j is held.
+// b.mu is held.
+func (b *storeBehind) degrade(p *Pipeline, j *storeJob) {
+	b.failed = true
+	b.drop()
+	b.backoff = 500 * time.Millisecond
+	for _, st := range p.partitions {
+		st.staged = st.stored
+	}
+	for _, c := range j.cuts {
+		if p.partitions[c.key] == c.st {
+			c.st.staged = max(c.st.staged, c.offset)
+		}
+	}
 }
 
 // snapshot refreshes what the metrics read: per partition, the messages

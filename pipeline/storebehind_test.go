@@ -231,3 +231,38 @@ func TestStoreBehindRedeliveryStagesOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreBehindStalledInsertKeepsDetecting: an insert that does not end
+// (a server that hangs, or the writer's retries against one that is down)
+// holds detection up for the stall bound only: then storage stops staging
+// and detection goes on through every message, with nothing committed.
+// When the insert ends, the consumer re-reads what was not staged, and
+// every event is stored and committed.
+func TestStoreBehindStalledInsertKeepsDetecting(t *testing.T) {
+	const n = 400
+	store := &ackStore{hold: make(chan struct{}), waiting: make(chan struct{}, 1)}
+	p, err := New(Options{Store: store, BatchSize: 10, StoreBatchSize: 25, FlushInterval: 5 * time.Millisecond, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.behind.stall = 50 * time.Millisecond
+	src := &storedSource{memSource: &memSource{msgs: eventMessages(n), block: true}, t: t, store: store}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, src) }()
+	<-store.waiting
+	waitFor(t, "detection past the stalled insert", 10*time.Second, func() bool { return p.Counters().Accepted.Load() == n })
+	if st, _ := p.behind.read(); st.staged != 0 || st.held == 0 || src.committed() != 0 {
+		t.Errorf("while the insert hangs: %d staged, %d held, %d commits; want none staged, the batch held, nothing committed", st.staged, st.held, src.committed())
+	}
+	store.release()
+	waitFor(t, "storage to catch up", 10*time.Second, func() bool { return p.Counters().Committed.Load() == n })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := store.prefix(); got != n-1 || src.rewinds != 1 {
+		t.Errorf("stored through %d with %d re-reads; want %d and one", got, src.rewinds, n-1)
+	}
+}
