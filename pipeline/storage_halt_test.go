@@ -46,6 +46,19 @@ func metricValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[
 	return -1
 }
 
+// withoutEventsTable starts a real server with the schema migrated and the
+// events table dropped, and a writer over it.
+func withoutEventsTable(t *testing.T) (*chserver.Server, *storage.Client, *storage.Writer) {
+	t.Helper()
+	s := chtest.Start(t)
+	client := chtest.Open(t, s, chserver.User{}, storage.SchemaConfig{})
+	if _, err := storage.Migrate(context.Background(), client, storage.SchemaConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	chtest.Query(t, s, "DROP TABLE declinemon.events")
+	return s, client, storage.NewWriter(client, storage.WriterConfig{})
+}
+
 // TestStorageHaltOnARealServer: the events table is gone from a real
 // ClickHouse server (code 60, a PermanentError through storage.Writer
 // over the production wire). On an ingest instance consumption stops
@@ -56,16 +69,8 @@ func metricValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[
 // operator re-creates the table the pipeline resumes by itself and the
 // batch lands exactly once, in the table and in the rollups.
 func TestStorageHaltOnARealServer(t *testing.T) {
-	s := chtest.Start(t)
-	ctx := context.Background()
-	cfg := storage.SchemaConfig{}
-	client := chtest.Open(t, s, chserver.User{}, cfg)
-	if _, err := storage.Migrate(ctx, client, cfg); err != nil {
-		t.Fatal(err)
-	}
-	chtest.Query(t, s, "DROP TABLE declinemon.events")
-
-	w := storage.NewWriter(client, storage.WriterConfig{})
+	s, client, w := withoutEventsTable(t)
+	ctx, cfg := context.Background(), storage.SchemaConfig{}
 	core, logs := observer.New(zap.InfoLevel)
 	p, err := New(Options{Config: ingestOnly(), Store: w, Log: zap.New(core), BatchSize: 10, FlushInterval: 20 * time.Millisecond})
 	if err != nil {
@@ -172,16 +177,8 @@ func TestStorageHaltOnARealServer(t *testing.T) {
 // batch is stored, the consumer re-reads from its commits, and every
 // event lands exactly once, rollups included, and is committed.
 func TestStorageHaltBesideDetectionOnARealServer(t *testing.T) {
-	s := chtest.Start(t)
-	ctx := context.Background()
-	cfg := storage.SchemaConfig{}
-	client := chtest.Open(t, s, chserver.User{}, cfg)
-	if _, err := storage.Migrate(ctx, client, cfg); err != nil {
-		t.Fatal(err)
-	}
-	chtest.Query(t, s, "DROP TABLE declinemon.events")
-
-	w := storage.NewWriter(client, storage.WriterConfig{})
+	s, client, w := withoutEventsTable(t)
+	ctx, cfg := context.Background(), storage.SchemaConfig{}
 	core, logs := observer.New(zap.InfoLevel)
 	p, err := New(Options{Store: w, Log: zap.New(core), BatchSize: 10, FlushInterval: 20 * time.Millisecond, Partitions: 1})
 	if err != nil {

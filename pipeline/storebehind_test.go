@@ -78,6 +78,23 @@ func (s *ackStore) set(fail error) {
 	s.mu.Unlock()
 }
 
+// runAsync runs p on src in the background; stop ends it (once) and
+// returns Run's error.
+func runAsync(p *Pipeline, src Source) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx, src) }()
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+}
+
 // storedSource checks at every commit that the committed offsets are
 // stored (one partition, every message valid).
 type storedSource struct {
@@ -112,10 +129,8 @@ func TestStoreBehindOutage(t *testing.T) {
 	store.mu.Lock()
 	store.hold, store.waiting = make(chan struct{}), make(chan struct{}, 1)
 	store.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, src) }()
+	stop := runAsync(p, src)
+	defer stop() //nolint:errcheck // when the test fails early; its own stop checks the error
 	for range 2 {
 		<-store.waiting
 		store.hold <- struct{}{}
@@ -134,8 +149,7 @@ func TestStoreBehindOutage(t *testing.T) {
 	}
 	store.set(nil)
 	waitFor(t, "storage to catch up", 20*time.Second, func() bool { return p.Counters().Committed.Load() == n })
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	for o := range int64(n) {
@@ -167,10 +181,8 @@ func TestStoreBehindOverlapsOneInsert(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := &storedSource{memSource: &memSource{msgs: eventMessages(n), block: true}, t: t, store: store}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, src) }()
+	stop := runAsync(p, src)
+	defer stop() //nolint:errcheck // when the test fails early; its own stop checks the error
 	<-store.waiting
 	time.Sleep(100 * time.Millisecond) // let it run into the wait
 	if got := p.Counters().Accepted.Load(); got < 2*batch || got > 2*batch+10 {
@@ -181,8 +193,7 @@ func TestStoreBehindOverlapsOneInsert(t *testing.T) {
 	}
 	store.release()
 	waitFor(t, "everything committed", 10*time.Second, func() bool { return p.Counters().Committed.Load() == n })
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := store.prefix(); got != n-1 {
@@ -247,10 +258,8 @@ func TestStoreBehindStalledInsertKeepsDetecting(t *testing.T) {
 	}
 	p.behind.stall = 50 * time.Millisecond
 	src := &storedSource{memSource: &memSource{msgs: eventMessages(n), block: true}, t: t, store: store}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx, src) }()
+	stop := runAsync(p, src)
+	defer stop() //nolint:errcheck // when the test fails early; its own stop checks the error
 	<-store.waiting
 	waitFor(t, "detection past the stalled insert", 10*time.Second, func() bool { return p.Counters().Accepted.Load() == n })
 	if st, _ := p.behind.read(); st.staged != 0 || st.held == 0 || src.committed() != 0 {
@@ -258,8 +267,7 @@ func TestStoreBehindStalledInsertKeepsDetecting(t *testing.T) {
 	}
 	store.release()
 	waitFor(t, "storage to catch up", 10*time.Second, func() bool { return p.Counters().Committed.Load() == n })
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if got := store.prefix(); got != n-1 || src.rewinds != 1 {
