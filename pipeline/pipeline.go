@@ -111,8 +111,11 @@ type Pipeline struct {
 	tally    *Tally
 
 	flusher
-	behind     *storeBehind // storage, when the pipeline also detects
-	rewindDue  bool         // storage is back: the source re-reads once this flush commits
+	behind *storeBehind // storage, when the pipeline also detects
+	// rewindDue: storage is back, and the source re-reads once a flush
+	// commits what is stored; nothing is staged until then (what is
+	// handled meanwhile is delivered again).
+	rewindDue  bool
 	partitions map[partitionKey]*partitionState
 	last       *partitionState // the partition of the previous message (batches come per partition)
 	pending    int             // messages since the last flush
@@ -331,7 +334,7 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 	if p.store != nil {
 		p.store.add(event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
-	} else if p.behind != nil && p.behind.open() {
+	} else if p.behind != nil && p.behind.open() && !p.rewindDue {
 		p.behind.add(&event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		p.last.staged = m.Offset

@@ -298,6 +298,9 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 			r.Rewind()
 		}
 		p.rewindDue = false
+		for _, st := range p.partitions { // delivered again from the commits
+			st.handled, st.staged = st.stored, st.stored
+		}
 	}
 	if p.behind != nil {
 		p.behind.snapshot(p)

@@ -342,7 +342,7 @@ func (b *storeBehind) ready() error {
 // covers) and has not staged since: decoded and classified for storage
 // only. What is staged, being inserted or stored is not staged twice.
 func (p *Pipeline) restage(m *ingest.Message, st *partitionState) {
-	if !p.behind.open() {
+	if !p.behind.open() || p.rewindDue {
 		return
 	}
 	st.staged = m.Offset
