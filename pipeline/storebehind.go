@@ -30,15 +30,20 @@ import (
 //     is stored, as well as checkpointed: the group's committed offsets
 //     never pass what ClickHouse holds.
 //   - When an insert fails (ClickHouse down, or an error needing an
-//     operator), detection goes on: the failed batch is held and retried
-//     with backoff (every 15 s for errors needing an operator), nothing
-//     new is staged, and commits stop at the last stored offset, so Kafka
-//     keeps what is not stored yet. Memory stays at one batch.
-//   - When the held batch is stored, the consumer re-reads from the
-//     committed offsets (Rewinder). Messages it already processed skip
-//     detection, the dead letters and the counters and are stored only;
-//     the writer skips the ones ClickHouse already holds (its stored
-//     offset ranges), so rows and rollups hold each event once.
+//     operator), or is still running when the next batch has waited for it
+//     for 10 s, detection goes on: the batch is held and retried with
+//     backoff (every 15 s for errors needing an operator), nothing new is
+//     staged, and commits stop at the last stored offset, so Kafka keeps
+//     what is not stored yet. Memory stays at one batch.
+//   - When the held batch is stored, a flush checkpoints and commits what
+//     is stored in every partition, and then the consumer re-reads from
+//     the committed offsets (Rewinder); nothing is staged in between.
+//     Messages it already processed skip detection, the dead letters and
+//     the counters and are stored only if they are not staged or stored
+//     already; the writer skips the ones ClickHouse holds (its stored
+//     offset ranges), so rows and rollups hold each event once. New events
+//     are detected once the re-read has passed the outage's (README,
+//     Storage: a known limit).
 //
 // The same redelivery path stores what a restored checkpoint covers but
 // was not stored before a crash.
