@@ -186,7 +186,7 @@ func New(o Options) (*Pipeline, error) {
 	}
 	fo := o
 	if o.Store != nil && !o.Config.DisableDetection {
-		p.behind = newStoreBehind(o.Store, cmp.Or(o.StoreBatchSize, o.BatchSize), o.FlushInterval, o.Log)
+		p.behind = newStoreBehind(o.Store, cmp.Or(o.StoreBatchSize, o.BatchSize), o.FlushInterval)
 		fo.Store = nil // not a stage of the flush
 	}
 	p.flusher.init(p.counters, fo)

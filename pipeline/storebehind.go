@@ -92,7 +92,6 @@ func (j *storeJob) finished() bool { return j != nil && j.done != nil && !j.runn
 // storeBehind is the storage of a pipeline that also detects.
 type storeBehind struct {
 	store Store
-	log   *zap.Logger
 	ctx   context.Context // the inserts' context: shutdown does not cancel them (the final flush bounds the wait)
 	batch int
 	every time.Duration
@@ -124,8 +123,8 @@ type storeStatus struct {
 	staged, held   int // events staged, and in the batch held for a retry (as of the last flush)
 }
 
-func newStoreBehind(store Store, batch int, every time.Duration, log *zap.Logger) *storeBehind {
-	b := &storeBehind{store: store, log: log, ctx: context.Background(), batch: max(batch, 1), every: every, stall: insertStall}
+func newStoreBehind(store Store, batch int, every time.Duration) *storeBehind {
+	b := &storeBehind{store: store, ctx: context.Background(), batch: max(batch, 1), every: every, stall: insertStall}
 	b.status.lastStored = time.Now() // DeclinemonStorageBehind counts from the start until the first insert
 	return b
 }
@@ -279,12 +278,10 @@ func (b *storeBehind) collect(p *Pipeline) (rewind bool) {
 	if !b.failed {
 		return false
 	}
-	// Stored again: what was not staged meanwhile is read again, from the
-	// committed offsets, and handled from the stored ones on.
+	// Stored again: what was not staged meanwhile is read again from the
+	// committed offsets (the flush commits, then asks the source to re-read
+	// and resets what is handled and staged to what is stored).
 	b.failed = false
-	for _, st := range p.partitions {
-		st.handled, st.staged = st.stored, st.stored
-	}
 	p.log.Info("storage is back: re-reading from the committed offsets what was not stored meanwhile (detection skips it)")
 	return true
 }
