@@ -27,9 +27,6 @@ type RunOptions struct {
 	// EndOfInput: the stream ends when Run does (the demo), so detection
 	// is run to its end at shutdown.
 	EndOfInput bool
-	// NoDeadLetters: another consumer of the same stream in this process
-	// writes the dead letters (rejections are still counted here).
-	NoDeadLetters bool
 	// Recorded: the stream is a recording played back with its own times
 	// (the demo), so event times are not bounded by the wall clock.
 	Recorded bool
@@ -76,9 +73,6 @@ func NewRunner(o RunOptions) (*Runner, error) {
 		StoreBatchSize: cmp.Or(o.Config.ClickHouse.BatchSize, o.Config.Kafka.BatchSize, 100_000)}
 	if o.Recorded {
 		po.WallClock = nil
-	}
-	if o.NoDeadLetters {
-		po.DeadLetters = nil
 	}
 	if kc.ForwardTopic != "" {
 		if r.forward, err = ingest.NewForwardTopic(kc); err != nil {
