@@ -183,6 +183,58 @@ func (s *KafkaSource) RequestRejoin() {
 // goroutine.
 func (s *KafkaSource) Rewind() { s.rewind = true }
 
+// Backfill reads one partition of the group's topics from offset from on,
+// outside the group: nothing is committed and the group is not joined, so
+// the consumer goes on with its own partitions meanwhile (storage catches
+// up with what detection handled while ClickHouse was away). Safe to call
+// from any goroutine; the reader is used from one.
+func (s *KafkaSource) Backfill(topic string, partition int, from int64) (Reader, error) {
+	cfg := s.cfg
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: cfg.Brokers, Topic: topic, Partition: partition, Dialer: s.dialer,
+		MinBytes: cfg.MinBytes, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait,
+		QueueCapacity: 1000, ReadBatchTimeout: 10 * time.Second,
+		ErrorLogger: kafka.LoggerFunc(s.readerError),
+	})
+	if err := r.SetOffset(from); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("reading %s/%d from offset %d: %w", topic, partition, from, err)
+	}
+	return &partitionReader{r: r, topic: []byte(topic), errLog: s.errLog}, nil
+}
+
+// partitionReader is Backfill's reader.
+type partitionReader struct {
+	r      *kafka.Reader
+	topic  []byte
+	errLog *ratelog.Logger
+}
+
+// Fetch blocks until the next message arrives or ctx ends; transient
+// errors (a broker down) are logged at a bounded rate and retried.
+func (p *partitionReader) Fetch(ctx context.Context) (Message, error) {
+	for {
+		m, err := p.r.FetchMessage(ctx)
+		if err == nil {
+			return message(&m, p.topic), nil
+		}
+		if ctx.Err() != nil {
+			return Message{}, ctx.Err()
+		}
+		if errors.Is(err, io.EOF) {
+			return Message{}, ErrSourceClosed
+		}
+		p.errLog.Warn("reading a partition again for storage", "backfill", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return Message{}, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (p *partitionReader) Close() error { return p.r.Close() }
+
 // rejoinWait bounds how long a rejoin waits for commits to catch up.
 const rejoinWait = 30 * time.Second
 
@@ -260,6 +312,11 @@ func (s *KafkaSource) message(m *kafka.Message) Message {
 		topic = []byte(m.Topic)
 		s.topics[m.Topic] = topic
 	}
+	return message(m, topic)
+}
+
+// message is m as the pipeline takes it; topic is m.Topic as bytes.
+func message(m *kafka.Message, topic []byte) Message {
 	out := Message{Key: m.Key, Value: m.Value, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
 		HighWaterMark: m.HighWaterMark, Time: m.Time, OriginTopic: topic, OriginPartition: m.Partition}
 	// A forwarding ingest instance names the partition the event was first

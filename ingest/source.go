@@ -1,6 +1,9 @@
 package ingest
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Message is one raw message as a source delivered it, with where it was
 // read. Sources (a JSONL file, a Kafka consumer group) produce Messages;
@@ -23,6 +26,13 @@ type Message struct {
 	// TooLarge is set when the message exceeded the source's size limit;
 	// Value then holds nothing usable.
 	TooLarge bool
+}
+
+// Reader delivers messages until it is closed: Fetch blocks for the next
+// one or until ctx ends.
+type Reader interface {
+	Fetch(ctx context.Context) (Message, error)
+	Close() error
 }
 
 // Position is how far one partition has been processed: Offset is the

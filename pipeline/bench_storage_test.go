@@ -124,7 +124,7 @@ func warmBroker(b *testing.B, br *kafkatest.Broker, topic string, n int) {
 
 // produceEvents writes msgs round-robin over the topic's partitions, then
 // frees them so that they do not weigh on the runs.
-func produceEvents(b *testing.B, br *kafkatest.Broker, topic string, msgs [][]byte) {
+func produceEvents(b testing.TB, br *kafkatest.Broker, topic string, msgs [][]byte) {
 	b.Helper()
 	w := &kafka.Writer{Addr: kafka.TCP(br.Addr), Topic: topic, Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll,
 		BatchSize: 5000, BatchBytes: 32 << 20, BatchTimeout: time.Millisecond}

@@ -26,7 +26,53 @@ type memSource struct {
 	commits [][]ingest.Position
 	block   bool // at the end, block until ctx ends instead of io.EOF
 	rewinds int
+	// backfill: Backfill reads partitions again (as Kafka does); without
+	// it the pipeline falls back to Rewind.
+	backfill  bool
+	backfills int
 }
+
+// Backfill reads the partition's messages from offset from on, then waits
+// for more (or for ctx), as a Kafka partition reader does.
+func (m *memSource) Backfill(topic string, partition int, from int64) (ingest.Reader, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.backfill {
+		return nil, errors.New("this source does not read partitions again")
+	}
+	m.backfills++
+	return &memReader{src: m, topic: topic, partition: partition, from: from}, nil
+}
+
+// memReader is memSource's partition reader.
+type memReader struct {
+	src       *memSource
+	topic     string
+	partition int
+	from      int64
+	next      int // index into src.msgs
+}
+
+func (r *memReader) Fetch(ctx context.Context) (ingest.Message, error) {
+	for {
+		r.src.mu.Lock()
+		for ; r.next < len(r.src.msgs); r.next++ {
+			if msg := r.src.msgs[r.next]; msg.Topic == r.topic && msg.Partition == r.partition && msg.Offset >= r.from {
+				r.next++
+				r.src.mu.Unlock()
+				return msg, nil
+			}
+		}
+		r.src.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ingest.Message{}, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func (r *memReader) Close() error { return nil }
 
 // Rewind delivers again from the first message past the commits of its
 // partition.

@@ -116,6 +116,7 @@ type Pipeline struct {
 	// commits what is stored; nothing is staged until then (what is
 	// handled meanwhile is delivered again).
 	rewindDue  bool
+	catching   *catchUp // storage's readers catching up after an outage (catchup.go)
 	partitions map[partitionKey]*partitionState
 	last       *partitionState // the partition of the previous message (batches come per partition)
 	pending    int             // messages since the last flush
@@ -146,6 +147,9 @@ type partitionState struct {
 	handled   int64 // the last offset delivered, re-deliveries included
 	staged    int64 // the last offset staged for storage, being inserted or stored
 	stored    int64 // every message up to this offset is stored
+	// catchUp: storage reads this partition's gap (after an outage) with
+	// its own reader; the consumer stages nothing of it until it is closed.
+	catchUp bool
 	// committedHere: this process committed the partition's offset once
 	// (before that, the group may hold no offset for it at all).
 	committedHere bool
@@ -264,7 +268,7 @@ func (p *Pipeline) handle(m *ingest.Message) {
 		// detection may not hold them yet: they are staged again, and
 		// the writer skips what ClickHouse holds.
 		c.Redelivered.Add(1)
-		if p.behind != nil && m.Offset > st.staged {
+		if p.behind != nil && !st.catchUp && m.Offset > st.staged {
 			p.restage(m, st)
 		}
 		return
@@ -334,7 +338,7 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 	if p.store != nil {
 		p.store.add(event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
-	} else if p.behind != nil && p.behind.open() && !p.rewindDue {
+	} else if p.behind != nil && p.behind.open() && !p.rewindDue && !p.last.catchUp && m.Offset > p.last.staged {
 		p.behind.add(&event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
 			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 		p.last.staged = m.Offset

@@ -16,6 +16,7 @@ func (p *Pipeline) Run(ctx context.Context, src Source) error {
 	if _, ok := src.(Rewinder); p.behind != nil && !ok {
 		return errors.New("storage beside detection needs a source that can re-read from its commits (Kafka)")
 	}
+	defer p.stopCatchUp()
 	runErr := p.consume(ctx, src)
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.ShutdownTimeout)
@@ -40,8 +41,13 @@ func (p *Pipeline) Run(ctx context.Context, src Source) error {
 
 func (p *Pipeline) consume(ctx context.Context, src Source) error {
 	for {
-		// One deadline per flush interval, not per message.
-		fctx, cancel := context.WithTimeout(ctx, p.o.FlushInterval)
+		// One deadline per flush interval, not per message; while storage
+		// catches up, flushes hand its readers' chunks to the inserts.
+		every := p.o.FlushInterval
+		if p.catching != nil {
+			every = min(every, catchUpFlush)
+		}
+		fctx, cancel := context.WithTimeout(ctx, every)
 		err := p.fetchBatch(ctx, fctx, src)
 		cancel()
 		switch {

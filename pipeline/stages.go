@@ -241,11 +241,15 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 	if err := p.runStages(ctx); err != nil {
 		return err
 	}
-	if p.behind != nil && p.behind.step(ctx, p, p.final) && !p.final {
-		// Before the source re-reads from the group's offsets, every
-		// partition must have one, at what is stored: a partition never
-		// committed would resume at start_offset (latest: its end).
-		p.rewindDue = true
+	if p.behind != nil {
+		p.drainCatchUp()
+		if p.behind.step(ctx, p, p.final) && !p.final && !p.startCatchUp(src) {
+			// Before the source re-reads from the group's offsets, every
+			// partition must have one, at what is stored: a partition never
+			// committed would resume at start_offset (latest: its end).
+			p.log.Info("storage is back: re-reading from the committed offsets what was not stored meanwhile (detection skips it)")
+			p.rewindDue = true
+		}
 	}
 	if p.engine != nil {
 		active := p.engine.Active()
@@ -413,6 +417,7 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 			// Typically a rebalance took the partitions away: the new owner
 			// re-reads from the last committed offset (at-least-once).
 			p.log.Warn("giving up on this commit; the partitions' new owner will re-read these messages", zap.Error(err))
+			p.stopCatchUp()
 			clear(p.partitions)
 			if p.behind != nil {
 				p.behind.drop()

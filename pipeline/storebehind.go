@@ -35,18 +35,20 @@ import (
 //     backoff (every 15 s for errors needing an operator), nothing new is
 //     staged, and commits stop at the last stored offset, so Kafka keeps
 //     what is not stored yet. Memory stays at one batch.
-//   - When the held batch is stored, a flush checkpoints and commits what
-//     is stored in every partition, and then the consumer re-reads from
-//     the committed offsets (Rewinder); nothing is staged in between.
-//     Messages it already processed skip detection, the dead letters and
-//     the counters and are stored only if they are not staged or stored
-//     already; the writer skips the ones ClickHouse holds (its stored
-//     offset ranges), so rows and rollups hold each event once. New events
-//     are detected once the re-read has passed the outage's (README,
-//     Storage: a known limit).
+//   - When the held batch is stored, storage catches up with its own
+//     partition readers while the consumer goes on live (catchup.go). A
+//     source without them re-reads instead: a flush checkpoints and
+//     commits what is stored in every partition, then the consumer
+//     re-reads from the committed offsets (Rewinder), nothing staged in
+//     between, and new events are detected once the re-read has passed
+//     the outage's.
 //
-// The same redelivery path stores what a restored checkpoint covers but
-// was not stored before a crash.
+// Messages delivered again to the consumer (a rebalance, a restored
+// checkpoint covering what was not stored before a crash, the re-read)
+// skip detection, the dead letters and the counters and are stored only if
+// they are not staged or stored already; the writer skips the ones
+// ClickHouse holds (its stored offset ranges), so rows and rollups hold
+// each event once.
 
 // Rewinder is a source that can deliver again from its committed offsets
 // (ingest.KafkaSource).
@@ -164,7 +166,15 @@ func (b *storeBehind) due(now time.Time) bool {
 // committed offsets (a held batch was just stored).
 func (b *storeBehind) step(ctx context.Context, p *Pipeline, final bool) (rewind bool) {
 	now := time.Now()
-	if b.job.running() && !b.failed && (final || b.due(now)) {
+	// The consumer waits for the running insert once the next batch is
+	// due. While storage catches up, the readers keep the next batch full,
+	// and the consumer waits only once what it staged itself would fill a
+	// second one: detection stays live at insert speed.
+	wait := b.due(now)
+	if p.catching != nil {
+		wait = len(b.staging) >= 2*b.batch
+	}
+	if b.job.running() && !b.failed && (final || wait) {
 		var stalled <-chan time.Time
 		if !final {
 			t := time.NewTimer(b.stall)
@@ -196,8 +206,12 @@ func (b *storeBehind) step(ctx context.Context, p *Pipeline, final bool) (rewind
 	case b.job == nil && len(b.staging) > 0 && (final || b.due(now)):
 		j := &storeJob{events: b.staging}
 		for k, st := range p.partitions {
-			if st.handled != unknownOffset {
-				j.cuts = append(j.cuts, storeCut{k, st, st.handled})
+			switch {
+			case st.catchUp: // as far as its reader got
+				j.cuts = append(j.cuts, storeCut{k, st, st.staged})
+			case st.handled != unknownOffset:
+				// Everything handled, and what a reader staged beyond.
+				j.cuts = append(j.cuts, storeCut{k, st, max(st.handled, st.staged)})
 			}
 		}
 		b.staging, b.spare = b.spare[:0], nil
@@ -278,11 +292,9 @@ func (b *storeBehind) collect(p *Pipeline) (rewind bool) {
 	if !b.failed {
 		return false
 	}
-	// Stored again: what was not staged meanwhile is read again from the
-	// committed offsets (the flush commits, then asks the source to re-read
-	// and resets what is handled and staged to what is stored).
+	// Stored again: what was not staged meanwhile is read by the catch-up
+	// readers (catchup.go), or else again from the committed offsets.
 	b.failed = false
-	p.log.Info("storage is back: re-reading from the committed offsets what was not stored meanwhile (detection skips it)")
 	return true
 }
 
@@ -293,8 +305,10 @@ func (b *storeBehind) degrade(p *Pipeline, j *storeJob) {
 	b.failed = true
 	b.drop()
 	b.backoff = 500 * time.Millisecond
+	p.stopCatchUp()
 	for _, st := range p.partitions {
 		st.staged = st.stored
+		st.catchUp = false
 	}
 	for _, c := range j.cuts {
 		if p.partitions[c.key] == c.st {

@@ -11,8 +11,8 @@ import (
 	"github.com/declinemon/declinemon/ingest"
 )
 
-// ackStore records the offsets whose insert it acknowledged. Writes fail
-// while failing is set, and wait for a release while hold is set.
+// ackStore records the offsets whose insert it acknowledged. Writes wait
+// for a release while hold is set, then fail if failing is set.
 type ackStore struct {
 	mu      sync.Mutex
 	acked   map[int64]int // offset → acknowledged inserts of it
@@ -25,7 +25,7 @@ type ackStore struct {
 func (s *ackStore) Write(ctx context.Context, batch []event.Classified) error {
 	s.mu.Lock()
 	s.writes++
-	hold, fail := s.hold, s.failing
+	hold := s.hold
 	s.mu.Unlock()
 	if hold != nil {
 		select {
@@ -38,11 +38,11 @@ func (s *ackStore) Write(ctx context.Context, batch []event.Classified) error {
 			return ctx.Err()
 		}
 	}
-	if fail != nil {
-		return fail
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failing != nil {
+		return s.failing
+	}
 	if s.acked == nil {
 		s.acked = map[int64]int{}
 	}
@@ -115,16 +115,28 @@ func (s *storedSource) Commit(ctx context.Context, positions []ingest.Position) 
 // TestStoreBehindOutage: with detection and storage in one pipeline,
 // inserts fail for a while mid-stream. Detection goes on through every
 // message meanwhile, nothing is staged, commits never pass what is
-// stored; once an insert succeeds the source re-reads from its commits,
-// and in the end every event is stored, detected once and committed.
+// stored; once an insert succeeds storage catches up with a partition
+// reader (or, from a source without one, the source re-reads from its
+// commits), and in the end every event is stored, detected once and
+// committed.
 func TestStoreBehindOutage(t *testing.T) {
+	for _, backfill := range []bool{true, false} {
+		name := "catch-up"
+		if !backfill {
+			name = "re-read"
+		}
+		t.Run(name, func(t *testing.T) { testStoreBehindOutage(t, backfill) })
+	}
+}
+
+func testStoreBehindOutage(t *testing.T, backfill bool) {
 	const n = 400
 	store := &ackStore{}
 	p, err := New(Options{Store: store, BatchSize: 10, StoreBatchSize: 25, FlushInterval: 5 * time.Millisecond, Partitions: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := &storedSource{memSource: &memSource{msgs: eventMessages(n), block: true}, t: t, store: store}
+	src := &storedSource{memSource: &memSource{msgs: eventMessages(n), block: true, backfill: backfill}, t: t, store: store}
 	// Fail from the third insert on until detection has seen everything.
 	store.mu.Lock()
 	store.hold, store.waiting = make(chan struct{}), make(chan struct{}, 1)
@@ -158,8 +170,11 @@ func TestStoreBehindOutage(t *testing.T) {
 		}
 	}
 	st, _ := p.behind.read()
-	if st.retries == 0 || src.rewinds != 1 {
-		t.Errorf("%d failed inserts, %d re-reads: want some and one", st.retries, src.rewinds)
+	if rereads := src.rewinds + src.backfills; st.retries == 0 || rereads != 1 {
+		t.Errorf("%d failed inserts, %d re-reads: want some and one", st.retries, rereads)
+	}
+	if backfill && p.Counters().Redelivered.Load() != 0 {
+		t.Errorf("%d messages delivered again to the consumer: want none (storage reads its own)", p.Counters().Redelivered.Load())
 	}
 	if p.Engine().Stats().Observed != n || p.Counters().Accepted.Load() != n {
 		t.Errorf("detector observed %d, accepted %d: want each of the %d once", p.Engine().Stats().Observed, p.Counters().Accepted.Load(), n)

@@ -1,0 +1,229 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/declinemon/declinemon/classify"
+	"github.com/declinemon/declinemon/event"
+	"github.com/declinemon/declinemon/ingest"
+)
+
+// Storage catching up after an outage, with detection live.
+//
+// While ClickHouse is away, detection goes on and nothing is staged, so
+// each partition has a gap: the messages after the last stored offset up
+// to the last handled one. When the held batch is stored, a source that
+// can read a partition outside its group (Backfiller: ingest.KafkaSource)
+// is asked for one reader per partition with a gap, from the offset after
+// the stored one. Those readers decode and classify in their own
+// goroutines and hand chunks of events to the pipeline goroutine, which
+// stages them at each flush (as much as one batch holds). Meanwhile the
+// group's consumer goes on with new messages: detected at once, and
+// staged again once their partition's gap is closed.
+//
+// Per partition, while it catches up (partitionState.catchUp):
+//   - new and re-delivered messages are not staged: the reader stages
+//     every message of the gap, in offset order, and st.staged is how far
+//     it got (rejected messages count: they have nothing to store);
+//   - a batch's cut is st.staged, not the last handled offset;
+//   - once st.staged reaches the last handled offset the reader stops and
+//     the consumer stages what follows (what the reader staged beyond it
+//     is not staged twice: only offsets past st.staged are).
+//
+// If ClickHouse fails again the readers stop and staging stops, as before;
+// the next recovery starts new readers from what is stored then. A source
+// without Backfill, or one that cannot open a reader, re-reads from its
+// committed offsets instead (Rewinder), detection skipping what it saw.
+
+// Backfiller is a source that can read one partition from an offset on,
+// outside its consumer group.
+type Backfiller interface {
+	Backfill(topic string, partition int, from int64) (ingest.Reader, error)
+}
+
+// catchUpChunk is what a reader read of one partition: every message up to
+// through, and the events among them to store.
+type catchUpChunk struct {
+	key     partitionKey
+	st      *partitionState
+	events  []event.Classified
+	through int64
+}
+
+// catchUpChunkSize is how many events a reader hands over at once (at
+// most a batch).
+const catchUpChunkSize = 4096
+
+// catchUpIdle is how long a reader waits for more messages before it hands
+// over a partial chunk.
+const catchUpIdle = 100 * time.Millisecond
+
+// catchUpFlush is how often the pipeline flushes at least while storage
+// catches up: each flush stages what the readers handed over and starts
+// the next insert once the running one is done.
+const catchUpFlush = 50 * time.Millisecond
+
+// catchUp is one recovery's readers.
+type catchUp struct {
+	chunks  chan catchUpChunk
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	readers map[partitionKey]context.CancelFunc
+	started time.Time
+	events  uint64 // staged from the readers
+}
+
+// startCatchUp opens a reader for every partition with a gap. It reports
+// false if the source cannot (the caller re-reads from the commits then).
+func (p *Pipeline) startCatchUp(src Source) bool {
+	bf, ok := src.(Backfiller)
+	if !ok {
+		return false
+	}
+	type gap struct {
+		key partitionKey
+		st  *partitionState
+		r   ingest.Reader
+	}
+	var gaps []gap
+	for k, st := range p.partitions {
+		if st.stored == unknownOffset || st.handled == unknownOffset || st.stored >= st.handled {
+			continue
+		}
+		r, err := bf.Backfill(k.topic, k.partition, st.stored+1)
+		if err != nil {
+			p.log.Warn("cannot read a partition again for storage: re-reading from the committed offsets instead",
+				zap.String("topic", k.topic), zap.Int("partition", k.partition), zap.Error(err))
+			for _, g := range gaps {
+				g.r.Close()
+			}
+			return false
+		}
+		gaps = append(gaps, gap{k, st, r})
+	}
+	if len(gaps) == 0 {
+		return true
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &catchUp{chunks: make(chan catchUpChunk, max(p.behind.batch/catchUpChunkSize, 1)), cancel: cancel,
+		readers: map[partitionKey]context.CancelFunc{}, started: time.Now()}
+	behind := int64(0)
+	for _, g := range gaps {
+		g.st.catchUp = true
+		g.st.staged = g.st.stored
+		behind += g.st.handled - g.st.stored
+		rctx, rcancel := context.WithCancel(ctx)
+		c.readers[g.key] = rcancel
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer g.r.Close()
+			c.read(rctx, g.r, g.key, g.st, min(catchUpChunkSize, p.behind.batch), ingest.NewDecoder(p.o.Config.DecoderConfig()), p.rules)
+		}()
+	}
+	p.catching = c
+	p.log.Info("storage is back: catching up from Kafka on what was not stored meanwhile; detection stays live",
+		zap.Int("partitions", len(gaps)), zap.Int64("messages", behind))
+	return true
+}
+
+// read hands over the partition's messages, decoded and classified for
+// storage, in chunks, until ctx ends.
+func (c *catchUp) read(ctx context.Context, r ingest.Reader, key partitionKey, st *partitionState, size int,
+	dec *ingest.Decoder, rules *classify.Rules) {
+	var ev event.Event
+	for ctx.Err() == nil {
+		chunk := catchUpChunk{key: key, st: st, through: unknownOffset}
+		idle, cancel := context.WithTimeout(ctx, catchUpIdle)
+		var failed error
+		for len(chunk.events) < size {
+			m, err := r.Fetch(idle)
+			if err != nil {
+				if idle.Err() == nil {
+					failed = err // not a pause in the partition: wait before reading on
+				}
+				break
+			}
+			chunk.through = m.Offset
+			// Rejected messages were dead-lettered when they were first
+			// handled: here they only count as read.
+			if m.TooLarge || ingest.CarriesCardData(m.Key) || dec.Decode(m.Value, &ev) != nil {
+				continue
+			}
+			res := rules.Classify(&ev)
+			chunk.events = append(chunk.events, event.Classified{Event: ev, Cause: res.Cause, Known: res.Known,
+				Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+		}
+		cancel()
+		if chunk.through != unknownOffset {
+			select {
+			case c.chunks <- chunk:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if failed != nil {
+			select {
+			case <-time.After(catchUpIdle):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// drainCatchUp stages what the readers handed over, up to a batch, and
+// ends the catch-up of every partition whose gap is closed.
+func (p *Pipeline) drainCatchUp() {
+	c := p.catching
+	if c == nil || p.behind == nil {
+		return
+	}
+	b := p.behind
+	for len(b.staging) < b.batch {
+		var chunk catchUpChunk
+		select {
+		case chunk = <-c.chunks:
+		default:
+			return
+		}
+		st := chunk.st
+		if p.partitions[chunk.key] != st || !st.catchUp {
+			continue // reset, or caught up already
+		}
+		for i := range chunk.events {
+			if chunk.events[i].Offset > st.staged {
+				b.add(&chunk.events[i])
+				c.events++
+			}
+		}
+		st.staged = max(st.staged, chunk.through)
+		if st.staged >= st.handled {
+			st.catchUp = false
+			c.readers[chunk.key]()
+			delete(c.readers, chunk.key)
+			if len(c.readers) == 0 {
+				p.log.Info("storage caught up", zap.Uint64("events", c.events), zap.Duration("took", time.Since(c.started)))
+				p.stopCatchUp()
+				return
+			}
+		}
+	}
+}
+
+// stopCatchUp ends the readers (the partitions were reset, storage failed
+// again, or the pipeline stops); partitions still catching up stage
+// nothing until the next recovery or re-read covers their gap.
+func (p *Pipeline) stopCatchUp() {
+	c := p.catching
+	if c == nil {
+		return
+	}
+	p.catching = nil
+	c.cancel()
+	c.wg.Wait()
+}
