@@ -141,6 +141,17 @@ func (s *KafkaSource) readerError(msg string, args ...any) {
 	s.errLog.Warn("kafka reader", "reader", fields...)
 }
 
+// backfillError is readerError for Backfill's readers: their errors are
+// logged (at a bounded rate), but are not the consumer's, so they do not
+// count towards its stall (Ready).
+func (s *KafkaSource) backfillError(msg string, args ...any) {
+	text := fmt.Sprintf(msg, args...)
+	if idleReadTimeout(text) {
+		return
+	}
+	s.errLog.Warn("kafka reader of a partition read again for storage", "backfill", zap.String("error", text))
+}
+
 // IdleReadTimeouts counts the harmless fetch deadlines on quiet partitions
 // (see idleReadTimeout) since the consumer started.
 func (s *KafkaSource) IdleReadTimeouts() uint64 { return s.idleTimeouts.Load() }
@@ -194,7 +205,7 @@ func (s *KafkaSource) Backfill(topic string, partition int, from int64) (Reader,
 		Brokers: cfg.Brokers, Topic: topic, Partition: partition, Dialer: s.dialer,
 		MinBytes: cfg.MinBytes, MaxBytes: cfg.MaxBytes, MaxWait: cfg.MaxWait,
 		QueueCapacity: 1000, ReadBatchTimeout: 10 * time.Second,
-		ErrorLogger: kafka.LoggerFunc(s.readerError),
+		ErrorLogger: kafka.LoggerFunc(s.backfillError),
 	})
 	if err := r.SetOffset(from); err != nil {
 		r.Close()

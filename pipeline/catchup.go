@@ -67,14 +67,25 @@ const catchUpIdle = 100 * time.Millisecond
 // the next insert once the running one is done.
 const catchUpFlush = 50 * time.Millisecond
 
+// catchUpReaders is how many partitions are read at once: each holds up to
+// a chunk and its Kafka reader's queue, whatever the number of partitions.
+const catchUpReaders = 4
+
+// catchUpStuck is how long the readers may hand over nothing before the
+// catch-up is given up for the re-read from the commits (a partition that
+// cannot be read, and would otherwise hold its commits forever).
+const catchUpStuck = time.Minute
+
 // catchUp is one recovery's readers.
 type catchUp struct {
 	chunks  chan catchUpChunk
+	slots   chan struct{} // catchUpReaders
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	readers map[partitionKey]context.CancelFunc
 	started time.Time
-	events  uint64 // staged from the readers
+	last    time.Time // the last chunk staged
+	events  uint64    // staged from the readers
 }
 
 // startCatchUp opens a reader for every partition with a gap. It reports
@@ -109,8 +120,9 @@ func (p *Pipeline) startCatchUp(src Source) bool {
 		return true
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &catchUp{chunks: make(chan catchUpChunk, max(p.behind.batch/catchUpChunkSize, 1)), cancel: cancel,
-		readers: map[partitionKey]context.CancelFunc{}, started: time.Now()}
+	c := &catchUp{chunks: make(chan catchUpChunk, max(p.behind.batch/catchUpChunkSize, 1)), slots: make(chan struct{}, catchUpReaders),
+		cancel: cancel, readers: map[partitionKey]context.CancelFunc{}, started: time.Now()}
+	c.last = c.started
 	behind := int64(0)
 	for _, g := range gaps {
 		g.st.catchUp = true
@@ -135,6 +147,12 @@ func (p *Pipeline) startCatchUp(src Source) bool {
 // storage, in chunks, until ctx ends.
 func (c *catchUp) read(ctx context.Context, r ingest.Reader, key partitionKey, st *partitionState, size int,
 	dec *ingest.Decoder, rules *classify.Rules) {
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	case <-ctx.Done():
+		return
+	}
 	var ev event.Event
 	for ctx.Err() == nil {
 		chunk := catchUpChunk{key: key, st: st, through: unknownOffset}
@@ -188,7 +206,11 @@ func (p *Pipeline) drainCatchUp() {
 		var chunk catchUpChunk
 		select {
 		case chunk = <-c.chunks:
+			c.last = time.Now()
 		default:
+			if time.Since(c.last) > catchUpStuck {
+				p.abandonCatchUp("its partition readers handed over nothing for " + catchUpStuck.String())
+			}
 			return
 		}
 		st := chunk.st
@@ -208,7 +230,7 @@ func (p *Pipeline) drainCatchUp() {
 			delete(c.readers, chunk.key)
 			if len(c.readers) == 0 {
 				p.log.Info("storage caught up", zap.Uint64("events", c.events), zap.Duration("took", time.Since(c.started)))
-				p.stopCatchUp()
+				p.stopCatchUp(false)
 				return
 			}
 		}
@@ -216,14 +238,34 @@ func (p *Pipeline) drainCatchUp() {
 }
 
 // stopCatchUp ends the readers (the partitions were reset, storage failed
-// again, or the pipeline stops); partitions still catching up stage
-// nothing until the next recovery or re-read covers their gap.
-func (p *Pipeline) stopCatchUp() {
+// again, or the pipeline stops; wait: until they are closed); partitions
+// still catching up stage nothing until the next recovery or re-read
+// covers their gap.
+func (p *Pipeline) stopCatchUp(wait bool) {
 	c := p.catching
 	if c == nil {
 		return
 	}
 	p.catching = nil
 	c.cancel()
-	c.wg.Wait()
+	if wait {
+		c.wg.Wait()
+	}
+}
+
+// abandonCatchUp ends the catch-up for the re-read from the committed
+// offsets: the readers stop, what is staged is dropped, and nothing is
+// staged until a flush has committed what is stored and the source
+// re-reads. After a rebalance, a reader could go on storing a partition
+// another member now stores too; the re-read delivers from the commits
+// only what this member still owns.
+func (p *Pipeline) abandonCatchUp(why string) {
+	p.stopCatchUp(false)
+	for _, st := range p.partitions {
+		st.catchUp = false
+	}
+	p.behind.drop()
+	p.rewindDue = true
+	p.log.Warn("storage stops catching up with its own readers and re-reads from the committed offsets instead (detection skips what it saw)",
+		zap.String("why", why))
 }

@@ -238,7 +238,7 @@ func (p *Pipeline) resetDetection() error {
 	if err := p.newDetection(); err != nil {
 		return err
 	}
-	p.stopCatchUp()
+	p.stopCatchUp(false)
 	clear(p.partitions)
 	p.last = nil
 	if p.behind != nil {

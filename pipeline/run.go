@@ -16,7 +16,7 @@ func (p *Pipeline) Run(ctx context.Context, src Source) error {
 	if _, ok := src.(Rewinder); p.behind != nil && !ok {
 		return errors.New("storage beside detection needs a source that can re-read from its commits (Kafka)")
 	}
-	defer p.stopCatchUp()
+	defer p.stopCatchUp(true)
 	runErr := p.consume(ctx, src)
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.o.ShutdownTimeout)

@@ -332,6 +332,9 @@ func (p *Pipeline) tellReassigned(src Source) {
 		return
 	}
 	p.joins = n
+	if p.catching != nil {
+		p.abandonCatchUp("the group rebalanced")
+	}
 	p.counters.forgetLag()
 	if r, ok := p.o.Store.(interface{ Reassigned() }); ok {
 		r.Reassigned()
@@ -369,9 +372,11 @@ func (p *Pipeline) storedPositions(positions []ingest.Position) []ingest.Positio
 			continue
 		}
 		pos.Offset = min(pos.Offset, st.stored)
-		// Before a re-read, a partition this process never committed is
-		// committed where it started, so that the group holds an offset.
-		if pos.Offset > st.committed || p.rewindDue && !st.committedHere && pos.Offset == st.committed {
+		// Before a re-read, and while storage catches up, a partition this
+		// process never committed is committed where it started, so that
+		// the group holds an offset (a partition never committed would
+		// resume at start_offset: with latest, its end).
+		if pos.Offset > st.committed || (p.rewindDue || st.catchUp) && !st.committedHere && pos.Offset == st.committed {
 			out = append(out, pos)
 		}
 	}
@@ -417,7 +422,7 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 			// Typically a rebalance took the partitions away: the new owner
 			// re-reads from the last committed offset (at-least-once).
 			p.log.Warn("giving up on this commit; the partitions' new owner will re-read these messages", zap.Error(err))
-			p.stopCatchUp()
+			p.stopCatchUp(false)
 			clear(p.partitions)
 			if p.behind != nil {
 				p.behind.drop()

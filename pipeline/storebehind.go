@@ -305,7 +305,7 @@ func (b *storeBehind) degrade(p *Pipeline, j *storeJob) {
 	b.failed = true
 	b.drop()
 	b.backoff = 500 * time.Millisecond
-	p.stopCatchUp()
+	p.stopCatchUp(false)
 	for _, st := range p.partitions {
 		st.staged = st.stored
 		st.catchUp = false
