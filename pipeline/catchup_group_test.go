@@ -10,7 +10,6 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/declinemon/declinemon/event"
 	"github.com/declinemon/declinemon/ingest"
 )
 
@@ -33,11 +32,11 @@ type groupSource struct {
 	readers       int // open readers
 	noBackfill    bool
 	readByReaders int
-	store         *partStore
+	store         *ackStore
 	t             *testing.T
 }
 
-func newGroupSource(t *testing.T, store *partStore, nparts, n int, bad map[int][]int) *groupSource {
+func newGroupSource(t *testing.T, store *ackStore, nparts, n int, bad map[int][]int) *groupSource {
 	s := &groupSource{parts: map[int][]ingest.Message{}, avail: map[int]int{}, next: map[int]int{}, owned: map[int]bool{},
 		committed: map[int]int64{}, store: store, t: t}
 	for p := range nparts {
@@ -94,7 +93,7 @@ func (s *groupSource) Commit(_ context.Context, positions []ingest.Position) err
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range positions {
-		if stored := s.store.prefix(p.Partition, s.parts[p.Partition]); p.Offset > stored {
+		if stored := s.store.partPrefix(p.Partition, s.parts[p.Partition]); p.Offset > stored {
 			s.t.Errorf("committed %d/%d with only up to %d stored", p.Partition, p.Offset, stored)
 		}
 		s.commitLog = append(s.commitLog, fmt.Sprintf("join%d:p%d@%d", s.joins, p.Partition, p.Offset))
@@ -174,62 +173,21 @@ func (r *groupReader) Close() error {
 	return nil
 }
 
-// partStore records acknowledged (partition, offset) pairs; writes wait on
-// gate while it is set, then fail while failing is set.
-type partStore struct {
-	mu      sync.Mutex
-	acked   map[[2]int64]int
-	failing error
-	gate    chan struct{}
-	writes  int
-	log     []string
-}
-
-func (s *partStore) Write(ctx context.Context, batch []event.Classified) error {
+// setHold makes the next writes wait for a release on g (nil: none).
+func (s *ackStore) setHold(g chan struct{}) {
 	s.mu.Lock()
-	s.writes++
-	g := s.gate
-	s.mu.Unlock()
-	if g != nil {
-		select {
-		case <-g:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failing != nil {
-		return s.failing
-	}
-	if s.acked == nil {
-		s.acked = map[[2]int64]int{}
-	}
-	for i := range batch {
-		s.acked[[2]int64{int64(batch[i].Partition), batch[i].Offset}]++
-	}
-	return nil
-}
-
-func (s *partStore) set(err error) {
-	s.mu.Lock()
-	s.failing = err
-	s.mu.Unlock()
-}
-func (s *partStore) setGate(g chan struct{}) {
-	s.mu.Lock()
-	s.gate = g
+	s.hold = g
 	s.mu.Unlock()
 }
 
 // prefix: highest offset up to which every valid message of partition p is acked.
-func (s *partStore) prefix(p int, msgs []ingest.Message) int64 {
+func (s *ackStore) partPrefix(p int, msgs []ingest.Message) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	o := int64(-1)
 	for int(o+1) < len(msgs) {
 		m := msgs[o+1]
-		if string(m.Value) != `{not json` && s.acked[[2]int64{int64(p), o + 1}] == 0 {
+		if string(m.Value) != `{not json` && s.byPart[[2]int64{int64(p), o + 1}] == 0 {
 			break
 		}
 		o++
@@ -237,10 +195,10 @@ func (s *partStore) prefix(p int, msgs []ingest.Message) int64 {
 	return o
 }
 
-func (s *partStore) count(p int, o int64) int {
+func (s *ackStore) count(p int, o int64) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.acked[[2]int64{int64(p), o}]
+	return s.byPart[[2]int64{int64(p), o}]
 }
 
 func catchUpPipeline(t *testing.T, store Store) *Pipeline {
@@ -255,7 +213,7 @@ var errDown = errors.New("dial tcp 127.0.0.1:9000: connection refused")
 
 // outageThenBack: 3 partitions, first 50 each stored and committed, then an outage
 // while 'total' per partition are detected, then storage is back with inserts held at gate.
-func outageThenBack(t *testing.T, src *groupSource, store *partStore, p *Pipeline, total int) {
+func outageThenBack(t *testing.T, src *groupSource, store *ackStore, p *Pipeline, total int) {
 	src.setAvail(50)
 	waitFor(t, "first events committed", 10*time.Second, func() bool { return p.Counters().Committed.Load() == 150 })
 	store.set(errDown)
@@ -263,7 +221,7 @@ func outageThenBack(t *testing.T, src *groupSource, store *partStore, p *Pipelin
 	waitFor(t, "detection through the outage", 10*time.Second, func() bool { return p.Counters().Messages.Load() == uint64(3*total) })
 	time.Sleep(50 * time.Millisecond)
 	gate := make(chan struct{})
-	store.setGate(gate)
+	store.setHold(gate)
 	store.set(nil)
 	// The held batch: let exactly one write through.
 	gate <- struct{}{}
@@ -289,7 +247,7 @@ func waitAllCommitted(t *testing.T, src *groupSource, parts, total int) {
 // second run from the commits stores the rest.
 func TestStoreBehindCatchUpRejectsAndStops(t *testing.T) {
 	const total = 300
-	store := &partStore{}
+	store := &ackStore{}
 	src := newGroupSource(t, store, 3, total, map[int][]int{0: {120, 299}, 1: {51}, 2: {200, 201, 202}})
 	p := catchUpPipeline(t, store)
 	stop := runAsync(p, src)
@@ -297,12 +255,12 @@ func TestStoreBehindCatchUpRejectsAndStops(t *testing.T) {
 	outageThenBack(t, src, store, p, total)
 	for range 3 {
 		select {
-		case store.gate <- struct{}{}:
+		case store.hold <- struct{}{}:
 		case <-time.After(5 * time.Second):
 			t.Fatal("no catch-up insert")
 		}
 	}
-	g := store.gate
+	g := store.hold
 	go func() { // the final flush's insert
 		for range 20 {
 			select {
@@ -320,7 +278,7 @@ func TestStoreBehindCatchUpRejectsAndStops(t *testing.T) {
 		t.Errorf("%d partition readers opened, %d left open: want 3, none", src.backfills, src.readers)
 	}
 	src.mu.Unlock()
-	store.setGate(nil)
+	store.setHold(nil)
 	src.Rewind()
 	p2 := catchUpPipeline(t, store)
 	stop2 := runAsync(p2, src)
@@ -329,7 +287,7 @@ func TestStoreBehindCatchUpRejectsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	for q := range 3 {
-		if got := store.prefix(q, src.parts[q]); got != total-1 {
+		if got := store.partPrefix(q, src.parts[q]); got != total-1 {
 			t.Errorf("partition %d stored through %d, want %d", q, got, total-1)
 		}
 	}
@@ -348,20 +306,20 @@ func TestStoreBehindCatchUpThroughARebalance(t *testing.T) {
 			name = "loses-one"
 		}
 		t.Run(name, func(t *testing.T) {
-			store := &partStore{}
+			store := &ackStore{}
 			src := newGroupSource(t, store, 3, total, map[int][]int{1: {140}})
 			p := catchUpPipeline(t, store)
 			stop := runAsync(p, src)
 			defer stop() //nolint:errcheck // when the test fails early
 			outageThenBack(t, src, store, p, total)
-			store.gate <- struct{}{} // one catch-up insert
+			store.hold <- struct{}{} // one catch-up insert
 			owned := map[int]bool{0: true, 1: !lose, 2: true}
 			src.rejoin(owned)
 			src.mu.Lock()
 			revokedAt := src.committed[1]
 			src.mu.Unlock()
-			g := store.gate
-			store.setGate(nil)
+			g := store.hold
+			store.setHold(nil)
 			close(g)
 			if !lose {
 				waitAllCommitted(t, src, 3, total)
@@ -391,7 +349,7 @@ func TestStoreBehindCatchUpThroughARebalance(t *testing.T) {
 			}
 			stored := 0
 			for o := revokedAt + 1; o < total; o++ {
-				if store.acked[[2]int64{1, o}] > 0 {
+				if store.count(1, o) > 0 {
 					stored++
 				}
 			}
@@ -409,7 +367,7 @@ func TestStoreBehindCatchUpThroughARebalance(t *testing.T) {
 // restart with start_offset latest does not resume at their end.
 func TestStoreBehindCatchUpCommitsNewPartitions(t *testing.T) {
 	const total = 300
-	store := &partStore{}
+	store := &ackStore{}
 	src := newGroupSource(t, store, 8, total, nil)
 	for q := 3; q < 8; q++ {
 		src.owned[q] = false
@@ -445,7 +403,7 @@ func TestStoreBehindCatchUpCommitsNewPartitions(t *testing.T) {
 		return p.Counters().Messages.Load() == uint64(3*total+5*(total-100))
 	})
 	gate := make(chan struct{})
-	store.setGate(gate)
+	store.setHold(gate)
 	store.set(nil)
 	gate <- struct{}{} // the held batch; the catch-up's inserts wait
 	waitFor(t, "the new partitions committed", 10*time.Second, func() bool {
@@ -459,7 +417,7 @@ func TestStoreBehindCatchUpCommitsNewPartitions(t *testing.T) {
 		return true
 	})
 	close(gate)
-	store.setGate(nil)
+	store.setHold(nil)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +429,7 @@ func TestStoreBehindCatchUpCommitsNewPartitions(t *testing.T) {
 // the channel holds a batch of chunks.
 func TestStoreBehindCatchUpMemoryBound(t *testing.T) {
 	const total, parts, batch = 400, 32, 25
-	store := &partStore{}
+	store := &ackStore{}
 	src := newGroupSource(t, store, parts, total, nil)
 	p := catchUpPipeline(t, store)
 	stop := runAsync(p, src)
@@ -482,7 +440,7 @@ func TestStoreBehindCatchUpMemoryBound(t *testing.T) {
 	src.setAvail(total)
 	waitFor(t, "detection through the outage", 20*time.Second, func() bool { return p.Counters().Messages.Load() == uint64(parts*total) })
 	gate := make(chan struct{})
-	store.setGate(gate)
+	store.setHold(gate)
 	store.set(nil)
 	gate <- struct{}{} // the held batch; the next insert hangs
 	time.Sleep(500 * time.Millisecond)
@@ -496,5 +454,5 @@ func TestStoreBehindCatchUpMemoryBound(t *testing.T) {
 			held, parts, bound, catchUpReaders)
 	}
 	close(gate)
-	store.setGate(nil)
+	store.setHold(nil)
 }

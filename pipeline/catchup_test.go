@@ -36,18 +36,12 @@ func testCatchUp(t *testing.T, failAgain bool) {
 	}
 	mem := &memSource{msgs: all[:before], block: true, backfill: true}
 	src := &storedSource{memSource: mem, t: t, store: store}
-	store.mu.Lock()
-	store.hold, store.waiting = make(chan struct{}), make(chan struct{}, 1)
-	store.mu.Unlock()
+	store.holding()
 	stop := runAsync(p, src)
 	defer stop() //nolint:errcheck // when the test fails early; its own stop checks the error
 	// Two inserts land, then ClickHouse is down until detection has seen
 	// every message so far (one insert at a time: each waits on hold).
-	for range 2 {
-		<-store.waiting
-		store.hold <- struct{}{}
-	}
-	<-store.waiting
+	store.let(2)
 	down := errors.New("dial tcp 127.0.0.1:9000: connection refused")
 	store.set(down)
 	store.hold <- struct{}{}

@@ -15,7 +15,8 @@ import (
 // for a release while hold is set, then fail if failing is set.
 type ackStore struct {
 	mu      sync.Mutex
-	acked   map[int64]int // offset → acknowledged inserts of it
+	acked   map[int64]int    // offset → acknowledged inserts of it (one partition)
+	byPart  map[[2]int64]int // (partition, offset) → acknowledged inserts of it
 	writes  int
 	failing error
 	hold    chan struct{}
@@ -44,10 +45,11 @@ func (s *ackStore) Write(ctx context.Context, batch []event.Classified) error {
 		return s.failing
 	}
 	if s.acked == nil {
-		s.acked = map[int64]int{}
+		s.acked, s.byPart = map[int64]int{}, map[[2]int64]int{}
 	}
 	for i := range batch {
 		s.acked[batch[i].Offset]++
+		s.byPart[[2]int64{int64(batch[i].Partition), batch[i].Offset}]++
 	}
 	return nil
 }
@@ -61,6 +63,23 @@ func (s *ackStore) prefix() int64 {
 		o++
 	}
 	return o
+}
+
+// holding makes every write wait for a release on hold, telling waiting.
+func (s *ackStore) holding() {
+	s.mu.Lock()
+	s.hold, s.waiting = make(chan struct{}), make(chan struct{}, 1)
+	s.mu.Unlock()
+}
+
+// let lets n writes through, one at a time, then waits until the next one
+// waits.
+func (s *ackStore) let(n int) {
+	for range n {
+		<-s.waiting
+		s.hold <- struct{}{}
+	}
+	<-s.waiting
 }
 
 // release lets the waiting write go on and stops holding.
@@ -138,16 +157,10 @@ func testStoreBehindOutage(t *testing.T, backfill bool) {
 	}
 	src := &storedSource{memSource: &memSource{msgs: eventMessages(n), block: true, backfill: backfill}, t: t, store: store}
 	// Fail from the third insert on until detection has seen everything.
-	store.mu.Lock()
-	store.hold, store.waiting = make(chan struct{}), make(chan struct{}, 1)
-	store.mu.Unlock()
+	store.holding()
 	stop := runAsync(p, src)
 	defer stop() //nolint:errcheck // when the test fails early; its own stop checks the error
-	for range 2 {
-		<-store.waiting
-		store.hold <- struct{}{}
-	}
-	<-store.waiting
+	store.let(2)
 	store.set(errors.New("dial tcp 127.0.0.1:9000: connection refused"))
 	store.release() // the third fails, and every one after it
 	waitFor(t, "detection through the outage", 10*time.Second, func() bool { return p.Counters().Accepted.Load() == n })
