@@ -81,7 +81,7 @@ type catchUp struct {
 	chunks  chan catchUpChunk
 	slots   chan struct{} // catchUpReaders
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	wg      *sync.WaitGroup // Pipeline.readers
 	readers map[partitionKey]context.CancelFunc
 	started time.Time
 	last    time.Time // the last chunk staged
@@ -121,7 +121,7 @@ func (p *Pipeline) startCatchUp(src Source) bool {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &catchUp{chunks: make(chan catchUpChunk, max(p.behind.batch/catchUpChunkSize, 1)), slots: make(chan struct{}, catchUpReaders),
-		cancel: cancel, readers: map[partitionKey]context.CancelFunc{}, started: time.Now()}
+		cancel: cancel, wg: &p.readers, readers: map[partitionKey]context.CancelFunc{}, started: time.Now()}
 	c.last = c.started
 	behind := int64(0)
 	for _, g := range gaps {
@@ -242,14 +242,12 @@ func (p *Pipeline) drainCatchUp() {
 // still catching up stage nothing until the next recovery or re-read
 // covers their gap.
 func (p *Pipeline) stopCatchUp(wait bool) {
-	c := p.catching
-	if c == nil {
-		return
+	if c := p.catching; c != nil {
+		p.catching = nil
+		c.cancel()
 	}
-	p.catching = nil
-	c.cancel()
-	if wait {
-		c.wg.Wait()
+	if wait { // every catch-up's readers, those stopped before too
+		p.readers.Wait()
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -455,4 +456,111 @@ func TestStoreBehindCatchUpMemoryBound(t *testing.T) {
 	}
 	close(gate)
 	store.setHold(nil)
+}
+
+// rewindCounting counts the pipeline's re-reads from the commits.
+type rewindCounting struct {
+	*groupSource
+	rewinds atomic.Int32
+}
+
+func (s *rewindCounting) Rewind() { s.rewinds.Add(1); s.groupSource.Rewind() }
+
+func (s *ackStore) writesNow() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
+}
+
+// TestStoreBehindCatchUpGivenUpWithAnInsertRunning: a rebalance gives the
+// catch-up up while one of its inserts runs. The re-read from the commits
+// does not stage again what that insert holds: every event is stored once.
+func TestStoreBehindCatchUpGivenUpWithAnInsertRunning(t *testing.T) {
+	const total = 300
+	store := &ackStore{}
+	gs := newGroupSource(t, store, 3, total, nil)
+	src := &rewindCounting{groupSource: gs}
+	p := catchUpPipeline(t, store)
+	stop := runAsync(p, src)
+	defer stop() //nolint:errcheck // when the test fails early
+	outageThenBack(t, gs, store, p, total)
+	w := store.writesNow()
+	waitFor(t, "a catch-up insert waiting", 5*time.Second, func() bool { return store.writesNow() > w })
+	gs.rejoin(map[int]bool{0: true, 1: true, 2: true})
+	waitFor(t, "the re-read", 5*time.Second, func() bool { return src.rewinds.Load() > 0 })
+	time.Sleep(300 * time.Millisecond) // the re-delivery meanwhile
+	g := store.hold
+	store.setHold(nil)
+	close(g)
+	waitAllCommitted(t, gs, 3, total)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for q := range 3 {
+		for o := range int64(total) {
+			if n := store.count(q, o); n != 1 {
+				t.Fatalf("partition %d offset %d stored %d times, want once", q, o, n)
+			}
+		}
+	}
+}
+
+// TestStoreBehindRebalanceDuringTheOutage: the group rebalances while
+// ClickHouse is down and partition 1 goes to another member. When storage
+// is back it re-reads from the commits (only what this member owns) rather
+// than with partition readers, which would read partition 1 too: at most
+// the held batch of it lands here.
+func TestStoreBehindRebalanceDuringTheOutage(t *testing.T) {
+	const total = 300
+	store := &ackStore{}
+	src := newGroupSource(t, store, 3, total, nil)
+	p := catchUpPipeline(t, store)
+	stop := runAsync(p, src)
+	defer stop() //nolint:errcheck // when the test fails early
+	src.setAvail(50)
+	waitFor(t, "first events committed", 10*time.Second, func() bool { return p.Counters().Committed.Load() == 150 })
+	store.set(errDown)
+	src.setAvail(total)
+	waitFor(t, "detection through the outage", 10*time.Second, func() bool { return p.Counters().Messages.Load() == 3*total })
+	src.rejoin(map[int]bool{0: true, 1: false, 2: true})
+	src.mu.Lock()
+	revokedAt := src.committed[1]
+	src.mu.Unlock()
+	waitFor(t, "the re-delivery after the rebalance", 10*time.Second, func() bool { return p.Counters().Redelivered.Load() > 0 })
+	store.set(nil)
+	waitAllCommittedOf(t, src, []int{0, 2}, total)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	stored := 0
+	for o := revokedAt + 1; o < total; o++ {
+		if store.count(1, o) > 0 {
+			stored++
+		}
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if stored > 25 || src.backfills != 0 {
+		t.Errorf("after partition 1 went to another member (committed at %d), this process stored %d more of its events with %d partition readers: "+
+			"want at most the held batch (25), none", revokedAt, stored, src.backfills)
+	}
+	for _, q := range []int{0, 2} {
+		if got := store.partPrefix(q, src.parts[q]); got != total-1 {
+			t.Errorf("partition %d stored through %d, want %d", q, got, total-1)
+		}
+	}
+}
+
+func waitAllCommittedOf(t *testing.T, src *groupSource, parts []int, total int) {
+	t.Helper()
+	waitFor(t, "every owned partition committed", 10*time.Second, func() bool {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		for _, q := range parts {
+			if src.committed[q] != int64(total-1) {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -422,7 +422,7 @@ func (p *Pipeline) decodeCheckpoint(data []byte) ([]ingest.Position, error) {
 	// Prometheus never sees it fall after a restart.
 	p.counters.DetectorRestored.Store(p.engine.Stats().Observed)
 	for _, pos := range positions {
-		st := &partitionState{processed: pos, committed: pos.Offset, handled: unknownOffset, stored: pos.Offset, staged: pos.Offset}
+		st := &partitionState{processed: pos, committed: pos.Offset, handled: unknownOffset, stored: pos.Offset, staged: pos.Offset, atJoin: unknownOffset}
 		if p.behind != nil {
 			// What is committed and stored is known at its first message.
 			st.committed, st.stored, st.staged = unknownOffset, unknownOffset, unknownOffset

@@ -115,12 +115,17 @@ type Pipeline struct {
 	// rewindDue: storage is back, and the source re-reads once a flush
 	// commits what is stored; nothing is staged until then (what is
 	// handled meanwhile is delivered again).
-	rewindDue  bool
-	catching   *catchUp // storage's readers catching up after an outage (catchup.go)
-	partitions map[partitionKey]*partitionState
-	last       *partitionState // the partition of the previous message (batches come per partition)
-	pending    int             // messages since the last flush
-	ev         event.Event
+	rewindDue bool
+	catching  *catchUp       // storage's readers catching up after an outage (catchup.go)
+	readers   sync.WaitGroup // every catch-up's reader goroutines
+	// rejoinedBehind: the group rebalanced while events handled before
+	// were not stored; until they are, storage recovers from an outage by
+	// the re-read from the commits, not with partition readers.
+	rejoinedBehind bool
+	partitions     map[partitionKey]*partitionState
+	last           *partitionState // the partition of the previous message (batches come per partition)
+	pending        int             // messages since the last flush
+	ev             event.Event
 
 	active    activeAlerts
 	overview  overviews
@@ -150,6 +155,7 @@ type partitionState struct {
 	// catchUp: storage reads this partition's gap (after an outage) with
 	// its own reader; the consumer stages nothing of it until it is closed.
 	catchUp bool
+	atJoin  int64 // handled at the last rebalance
 	// committedHere: this process committed the partition's offset once
 	// (before that, the group may hold no offset for it at all).
 	committedHere bool
@@ -252,7 +258,7 @@ func (p *Pipeline) handle(m *ingest.Message) {
 		key := partitionKey{m.Topic, m.Partition}
 		if st = p.partitions[key]; st == nil {
 			// Where this session starts.
-			st = &partitionState{committed: m.Offset - 1, stored: m.Offset - 1, staged: m.Offset - 1, handled: unknownOffset}
+			st = &partitionState{committed: m.Offset - 1, stored: m.Offset - 1, staged: m.Offset - 1, handled: unknownOffset, atJoin: unknownOffset}
 			p.partitions[key] = st
 		}
 		if st.committed == unknownOffset { // restored from a checkpoint: delivery starts after the commit

@@ -243,7 +243,10 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 	}
 	if p.behind != nil {
 		p.drainCatchUp()
-		if p.behind.step(ctx, p, p.final) && !p.final && !p.startCatchUp(src) {
+		// After a rebalance with events handled but not stored, partition
+		// readers could read a partition that is now another member's: the
+		// re-read from the commits delivers only what this one owns.
+		if p.behind.step(ctx, p, p.final) && !p.final && (p.rejoinedBehind || !p.startCatchUp(src)) {
 			// Before the source re-reads from the group's offsets, every
 			// partition must have one, at what is stored: a partition never
 			// committed would resume at start_offset (latest: its end).
@@ -301,10 +304,21 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		if r, ok := src.(Rewinder); ok {
 			r.Rewind()
 		}
-		p.rewindDue = false
+		p.rewindDue, p.rejoinedBehind = false, false
 		for _, st := range p.partitions { // delivered again from the commits
 			st.handled, st.staged = st.stored, st.stored
 		}
+		if j := p.behind.job; j != nil {
+			// An insert running or held: what it holds is not staged again.
+			for _, c := range j.cuts {
+				if p.partitions[c.key] == c.st {
+					c.st.staged = max(c.st.staged, c.offset)
+				}
+			}
+		}
+	}
+	if p.rejoinedBehind && p.behind != nil && p.behind.storedSinceJoin(p) {
+		p.rejoinedBehind = false
 	}
 	if p.behind != nil {
 		p.behind.snapshot(p)
@@ -334,6 +348,9 @@ func (p *Pipeline) tellReassigned(src Source) {
 	p.joins = n
 	if p.catching != nil {
 		p.abandonCatchUp("the group rebalanced")
+	}
+	if p.behind != nil {
+		p.rejoinedBehind = p.behind.markJoin(p) || p.rejoinedBehind
 	}
 	p.counters.forgetLag()
 	if r, ok := p.o.Store.(interface{ Reassigned() }); ok {

@@ -317,6 +317,29 @@ func (b *storeBehind) degrade(p *Pipeline, j *storeJob) {
 	}
 }
 
+// markJoin records, at a rebalance, how far each partition was handled,
+// and reports whether any of it is not stored yet.
+func (b *storeBehind) markJoin(p *Pipeline) (gap bool) {
+	for _, st := range p.partitions {
+		st.atJoin = st.handled
+		if st.stored != unknownOffset && st.handled > st.stored {
+			gap = true
+		}
+	}
+	return gap
+}
+
+// storedSinceJoin reports whether everything handled before the last
+// rebalance is stored.
+func (b *storeBehind) storedSinceJoin(p *Pipeline) bool {
+	for _, st := range p.partitions {
+		if st.stored != unknownOffset && st.atJoin > st.stored {
+			return false
+		}
+	}
+	return true
+}
+
 // snapshot refreshes what the metrics read: per partition, the messages
 // behind its high watermark that are not stored.
 func (b *storeBehind) snapshot(p *Pipeline) {
