@@ -138,6 +138,7 @@ func (p *Pipeline) startCatchUp(src Source) bool {
 		}()
 	}
 	p.catching = c
+	p.behind.counted(&p.behind.status.catchUps)
 	p.log.Info("storage is back: catching up from Kafka on what was not stored meanwhile; detection stays live",
 		zap.Int("partitions", len(gaps)), zap.Int64("messages", behind))
 	return true

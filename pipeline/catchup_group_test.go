@@ -540,6 +540,9 @@ func TestStoreBehindRebalanceDuringTheOutage(t *testing.T) {
 	}
 	src.mu.Lock()
 	defer src.mu.Unlock()
+	if st, _ := p.behind.read(); st.rereads != 1 || st.catchUps != 0 {
+		t.Errorf("recoveries: %d re-reads, %d catch-ups; want one re-read", st.rereads, st.catchUps)
+	}
 	if stored > 25 || src.backfills != 0 {
 		t.Errorf("after partition 1 went to another member (committed at %d), this process stored %d more of its events with %d partition readers: "+
 			"want at most the held batch (25), none", revokedAt, stored, src.backfills)

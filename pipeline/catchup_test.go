@@ -66,6 +66,9 @@ func testCatchUp(t *testing.T, failAgain bool) {
 	waitFor(t, "new messages detected while storage catches up", 10*time.Second, func() bool {
 		return p.Counters().Accepted.Load() == before+after
 	})
+	if st, _ := p.behind.read(); st.catching != 1 {
+		t.Errorf("%d partitions catching up (as of the last flush) while the catch-up's insert hangs, want 1", st.catching)
+	}
 	if got := store.prefix(); got != stored || got >= before {
 		t.Errorf("stored through %d, then %d, with the catch-up's insert hanging: want it unchanged, inside the gap", stored, got)
 	}

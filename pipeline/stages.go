@@ -304,6 +304,7 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		if r, ok := src.(Rewinder); ok {
 			r.Rewind()
 		}
+		p.behind.counted(&p.behind.status.rereads)
 		p.rewindDue, p.rejoinedBehind = false, false
 		for _, st := range p.partitions { // delivered again from the commits
 			st.handled, st.staged = st.stored, st.stored

@@ -248,6 +248,15 @@ func TestStorageHaltBesideDetectionOnARealServer(t *testing.T) {
 	if v := metricValue(t, reg, "declinemon_storage_flush_halted", nil); v != 0 {
 		t.Errorf("declinemon_storage_flush_halted = %v after resuming, want 0", v)
 	}
+	if v := metricValue(t, reg, "declinemon_storage_recoveries_total", map[string]string{"how": "catch_up"}); v != 1 {
+		t.Errorf("declinemon_storage_recoveries_total{how=catch_up} = %v, want 1", v)
+	}
+	if v := metricValue(t, reg, "declinemon_storage_recoveries_total", map[string]string{"how": "re_read"}); v != 0 {
+		t.Errorf("declinemon_storage_recoveries_total{how=re_read} = %v, want 0", v)
+	}
+	if v := metricValue(t, reg, "declinemon_storage_catching_up_partitions", nil); v != 0 {
+		t.Errorf("declinemon_storage_catching_up_partitions = %v once caught up, want 0", v)
+	}
 	if src.backfills != 1 || src.rewinds != 0 || p.Counters().Redelivered.Load() != 0 {
 		t.Errorf("%d partition readers, %d re-reads from the commits, %d messages re-delivered: want storage to catch up with one reader, "+
 			"the consumer to go on", src.backfills, src.rewinds, p.Counters().Redelivered.Load())

@@ -35,6 +35,7 @@ func RunConfig(cfg Config) Config {
 type storageMetrics struct {
 	b                                            *storeBehind
 	lag, committed, retries, halts, halted, last *prometheus.Desc
+	catching, recoveries                         *prometheus.Desc
 }
 
 // RegisterStorageMetrics registers the declinemon_storage_* series of p's
@@ -51,12 +52,16 @@ func RegisterStorageMetrics(reg prometheus.Registerer, p *Pipeline) error {
 		halts:     prometheus.NewDesc("declinemon_storage_flush_halts_total", "Inserts that failed with an error needing an operator.", nil, nil),
 		halted:    prometheus.NewDesc("declinemon_storage_flush_halted", "1 while storage is halted by an error needing an operator (see /readyz for the reason; detection goes on).", nil, nil),
 		last:      prometheus.NewDesc("declinemon_storage_last_flush_timestamp_seconds", "Unix time of the last insert ClickHouse acknowledged (before the first: the start).", nil, nil),
+		catching: prometheus.NewDesc("declinemon_storage_catching_up_partitions",
+			"Partitions whose messages not stored during an outage storage's own readers are reading (detection goes on live).", nil, nil),
+		recoveries: prometheus.NewDesc("declinemon_storage_recoveries_total",
+			"Recoveries after a storage outage, by how what was not stored meanwhile was read again: catch_up (partition readers, detection live) or re_read (the consumer from its commits).", []string{"how"}, nil),
 	}
 	return reg.Register(m)
 }
 
 func (m *storageMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.lag, m.committed, m.retries, m.halts, m.halted, m.last} {
+	for _, d := range []*prometheus.Desc{m.lag, m.committed, m.retries, m.halts, m.halted, m.last, m.catching, m.recoveries} {
 		ch <- d
 	}
 }
@@ -75,6 +80,9 @@ func (m *storageMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.retries, prometheus.CounterValue, float64(s.retries))
 	ch <- prometheus.MustNewConstMetric(m.halts, prometheus.CounterValue, float64(s.halts))
 	ch <- prometheus.MustNewConstMetric(m.halted, prometheus.GaugeValue, halted)
+	ch <- prometheus.MustNewConstMetric(m.catching, prometheus.GaugeValue, float64(s.catching))
+	ch <- prometheus.MustNewConstMetric(m.recoveries, prometheus.CounterValue, float64(s.catchUps), "catch_up")
+	ch <- prometheus.MustNewConstMetric(m.recoveries, prometheus.CounterValue, float64(s.rereads), "re_read")
 	if !s.lastStored.IsZero() {
 		ch <- prometheus.MustNewConstMetric(m.last, prometheus.GaugeValue, float64(s.lastStored.UnixNano())/1e9)
 	}

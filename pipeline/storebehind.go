@@ -123,6 +123,10 @@ type storeStatus struct {
 	halted         string // the error needing an operator, while it lasts
 	lastStored     time.Time
 	staged, held   int // events staged, and in the batch held for a retry (as of the last flush)
+	catching       int // partitions storage's readers are catching up (as of the last flush)
+	// Recoveries after an outage: caught up with partition readers, or
+	// re-read from the commits.
+	catchUps, rereads uint64
 }
 
 func newStoreBehind(store Store, batch int, every time.Duration) *storeBehind {
@@ -340,6 +344,13 @@ func (b *storeBehind) storedSinceJoin(p *Pipeline) bool {
 	return true
 }
 
+// counted adds one to a recovery counter.
+func (b *storeBehind) counted(n *uint64) {
+	b.mu.Lock()
+	*n++
+	b.mu.Unlock()
+}
+
 // snapshot refreshes what the metrics read: per partition, the messages
 // behind its high watermark that are not stored.
 func (b *storeBehind) snapshot(p *Pipeline) {
@@ -355,7 +366,12 @@ func (b *storeBehind) snapshot(p *Pipeline) {
 	}
 	b.mu.Lock()
 	b.lags = lags
-	b.status.staged, b.status.held = len(b.staging), 0
+	b.status.staged, b.status.held, b.status.catching = len(b.staging), 0, 0
+	for _, st := range p.partitions {
+		if st.catchUp {
+			b.status.catching++
+		}
+	}
 	if b.failed {
 		b.status.held = len(b.job.events)
 	}
