@@ -307,16 +307,9 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		p.behind.counted(&p.behind.status.rereads)
 		p.rewindDue, p.rejoinedBehind = false, false
 		for _, st := range p.partitions { // delivered again from the commits
-			st.handled, st.staged = st.stored, st.stored
+			st.handled = st.stored
 		}
-		if j := p.behind.job; j != nil {
-			// An insert running or held: what it holds is not staged again.
-			for _, c := range j.cuts {
-				if p.partitions[c.key] == c.st {
-					c.st.staged = max(c.st.staged, c.offset)
-				}
-			}
-		}
+		resetStaged(p, p.behind.job)
 	}
 	if p.rejoinedBehind && p.behind != nil && p.behind.storedSinceJoin(p) {
 		p.rejoinedBehind = false

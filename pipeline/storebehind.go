@@ -311,8 +311,19 @@ func (b *storeBehind) degrade(p *Pipeline, j *storeJob) {
 	b.backoff = 500 * time.Millisecond
 	p.stopCatchUp(false)
 	for _, st := range p.partitions {
-		st.staged = st.stored
 		st.catchUp = false
+	}
+	resetStaged(p, j)
+}
+
+// resetStaged sets what is staged back to what is stored, but for what j
+// (an insert running or held, nil: none) holds: it is not staged again.
+func resetStaged(p *Pipeline, j *storeJob) {
+	for _, st := range p.partitions {
+		st.staged = st.stored
+	}
+	if j == nil {
+		return
 	}
 	for _, c := range j.cuts {
 		if p.partitions[c.key] == c.st {
