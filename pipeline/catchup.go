@@ -170,12 +170,10 @@ func (c *catchUp) read(ctx context.Context, r ingest.Reader, key partitionKey, s
 			chunk.through = m.Offset
 			// Rejected messages were dead-lettered when they were first
 			// handled: here they only count as read.
-			if m.TooLarge || ingest.CarriesCardData(m.Key) || dec.Decode(m.Value, &ev) != nil {
+			if decodeMessage(dec, &m, &ev) != nil {
 				continue
 			}
-			res := rules.Classify(&ev)
-			chunk.events = append(chunk.events, event.Classified{Event: ev, Cause: res.Cause, Known: res.Known,
-				Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+			chunk.events = append(chunk.events, classified(&m, &ev, rules.Classify(&ev)))
 		}
 		cancel()
 		if chunk.through != unknownOffset {

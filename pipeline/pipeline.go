@@ -291,15 +291,21 @@ func (p *Pipeline) handle(m *ingest.Message) {
 
 // decode fills p.ev from m, or says why m is rejected.
 func (p *Pipeline) decode(m *ingest.Message) *ingest.DecodeError {
+	return decodeMessage(p.dec, m, &p.ev)
+}
+
+// decodeMessage fills ev from m with dec, or says why m is rejected: what
+// every reader of messages (the consumer, storage's catch-up) applies.
+func decodeMessage(dec *ingest.Decoder, m *ingest.Message, ev *event.Event) *ingest.DecodeError {
 	switch {
 	case m.TooLarge:
-		p.ev.Reset()
+		ev.Reset()
 		return &ingest.DecodeError{Reason: ingest.ReasonTooLarge, Msg: "message exceeds max_message_bytes"}
 	case ingest.CarriesCardData(m.Key):
-		p.ev.Reset()
+		ev.Reset()
 		return &ingest.DecodeError{Reason: ingest.ReasonSensitiveData, Field: "(message key)", Msg: "the message key holds card data"}
 	}
-	err := p.dec.Decode(m.Value, &p.ev)
+	err := dec.Decode(m.Value, ev)
 	if err == nil {
 		return nil
 	}
@@ -342,11 +348,10 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 		p.tally.Add(ev, res.Cause)
 	}
 	if p.store != nil {
-		p.store.add(event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
-			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+		p.store.add(classified(m, ev, res))
 	} else if p.behind != nil && p.behind.open() && !p.rewindDue && !p.last.catchUp && m.Offset > p.last.staged {
-		p.behind.add(&event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known,
-			Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+		c := classified(m, ev, res)
+		p.behind.add(&c)
 		p.last.staged = m.Offset
 	}
 	if p.fwd != nil {
@@ -366,6 +371,11 @@ func (p *Pipeline) accept(m *ingest.Message, ev *event.Event) {
 		p.clock.clamp(ev)
 		p.merge.push(m.OriginTopic, m.OriginPartition, partitionKey{m.Topic, m.Partition}, m.Offset, ev, res.Cause, p.observe)
 	}
+}
+
+// classified is ev, classified as res, for storage, with where m was read.
+func classified(m *ingest.Message, ev *event.Event, res classify.Result) event.Classified {
+	return event.Classified{Event: *ev, Cause: res.Cause, Known: res.Known, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
 }
 
 func (p *Pipeline) observe(ev *event.Event, cause event.Cause) {

@@ -415,7 +415,6 @@ func (p *Pipeline) restage(m *ingest.Message, st *partitionState) {
 	if p.decode(m) != nil {
 		return
 	}
-	res := p.rules.Classify(&p.ev)
-	p.behind.add(&event.Classified{Event: p.ev, Cause: res.Cause, Known: res.Known,
-		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
+	c := classified(m, &p.ev, p.rules.Classify(&p.ev))
+	p.behind.add(&c)
 }
