@@ -126,30 +126,37 @@ func (s *KafkaSource) newReader(topics []string) *kafka.Reader {
 // (rate-limited) warning; the ones a healthy group also meets while it
 // changes carry a one-line meaning.
 func (s *KafkaSource) readerError(msg string, args ...any) {
-	text := fmt.Sprintf(msg, args...)
-	if idleReadTimeout(text) {
-		n := s.idleTimeouts.Add(1)
-		s.log.Debug("kafka reader: a fetch waited past its deadline on a quiet partition (harmless; it is retried)",
-			zap.String("error", text), zap.Uint64("total", n))
-		return
-	}
-	s.stall.failed(text)
-	fields := []zap.Field{zap.String("error", text)}
-	if m := transientMeaning(args); m != "" {
-		fields = append(fields, zap.String("meaning", m))
-	}
-	s.errLog.Warn("kafka reader", "reader", fields...)
+	s.logReaderError(true, msg, args)
 }
 
 // backfillError is readerError for Backfill's readers: their errors are
 // logged (at a bounded rate), but are not the consumer's, so they do not
-// count towards its stall (Ready).
+// count towards its stall (Ready) or its idle fetch deadlines.
 func (s *KafkaSource) backfillError(msg string, args ...any) {
+	s.logReaderError(false, msg, args)
+}
+
+// logReaderError is readerError, for the consumer or for a Backfill reader.
+func (s *KafkaSource) logReaderError(consumer bool, msg string, args []any) {
 	text := fmt.Sprintf(msg, args...)
 	if idleReadTimeout(text) {
+		if consumer {
+			n := s.idleTimeouts.Add(1)
+			s.log.Debug("kafka reader: a fetch waited past its deadline on a quiet partition (harmless; it is retried)",
+				zap.String("error", text), zap.Uint64("total", n))
+		}
 		return
 	}
-	s.errLog.Warn("kafka reader of a partition read again for storage", "backfill", zap.String("error", text))
+	fields := []zap.Field{zap.String("error", text)}
+	if m := transientMeaning(args); m != "" {
+		fields = append(fields, zap.String("meaning", m))
+	}
+	if !consumer {
+		s.errLog.Warn("kafka reader of a partition read again for storage", "backfill", fields...)
+		return
+	}
+	s.stall.failed(text)
+	s.errLog.Warn("kafka reader", "reader", fields...)
 }
 
 // IdleReadTimeouts counts the harmless fetch deadlines on quiet partitions
@@ -229,18 +236,30 @@ func (p *partitionReader) Fetch(ctx context.Context) (Message, error) {
 		if err == nil {
 			return message(&m, p.topic), nil
 		}
-		if ctx.Err() != nil {
-			return Message{}, ctx.Err()
+		if err := fetchFailed(ctx, err, func() {
+			p.errLog.Warn("reading a partition again for storage", "backfill", zap.Error(err))
+		}); err != nil {
+			return Message{}, err
 		}
-		if errors.Is(err, io.EOF) {
-			return Message{}, ErrSourceClosed
-		}
-		p.errLog.Warn("reading a partition again for storage", "backfill", zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return Message{}, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+	}
+}
+
+// fetchFailed takes a failed fetch: the error to return (ctx's, or
+// ErrSourceClosed), or nil once it has logged a transient error and waited
+// to fetch again.
+func fetchFailed(ctx context.Context, err error, log func()) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if errors.Is(err, io.EOF) {
+		return ErrSourceClosed
+	}
+	log()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(200 * time.Millisecond):
+		return nil
 	}
 }
 
@@ -301,18 +320,11 @@ func (s *KafkaSource) Fetch(ctx context.Context) (Message, error) {
 			s.stall.fetched()
 			return s.message(&m), nil
 		}
-		if ctx.Err() != nil {
-			return Message{}, ctx.Err()
-		}
-		if errors.Is(err, io.EOF) {
-			return Message{}, ErrSourceClosed
-		}
-		s.stall.failed(err.Error())
-		s.errLog.Warn("fetching message", "fetch", zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return Message{}, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		if err := fetchFailed(ctx, err, func() {
+			s.stall.failed(err.Error())
+			s.errLog.Warn("fetching message", "fetch", zap.Error(err))
+		}); err != nil {
+			return Message{}, err
 		}
 	}
 }
