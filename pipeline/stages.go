@@ -311,7 +311,7 @@ func (p *Pipeline) flush(ctx context.Context, src Source) error {
 		}
 		resetStaged(p, p.behind.job)
 	}
-	if p.rejoinedBehind && p.behind != nil && p.behind.storedSinceJoin(p) {
+	if p.rejoinedBehind && p.behind != nil && storedSinceJoin(p) {
 		p.rejoinedBehind = false
 	}
 	if p.behind != nil {
@@ -344,7 +344,7 @@ func (p *Pipeline) tellReassigned(src Source) {
 		p.abandonCatchUp("the group rebalanced")
 	}
 	if p.behind != nil {
-		p.rejoinedBehind = p.behind.markJoin(p) || p.rejoinedBehind
+		p.rejoinedBehind = markJoin(p) || p.rejoinedBehind
 	}
 	p.counters.forgetLag()
 	if r, ok := p.o.Store.(interface{ Reassigned() }); ok {

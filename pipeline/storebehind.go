@@ -334,7 +334,7 @@ func resetStaged(p *Pipeline, j *storeJob) {
 
 // markJoin records, at a rebalance, how far each partition was handled,
 // and reports whether any of it is not stored yet.
-func (b *storeBehind) markJoin(p *Pipeline) (gap bool) {
+func markJoin(p *Pipeline) (gap bool) {
 	for _, st := range p.partitions {
 		st.atJoin = st.handled
 		if st.stored != unknownOffset && st.handled > st.stored {
@@ -346,7 +346,7 @@ func (b *storeBehind) markJoin(p *Pipeline) (gap bool) {
 
 // storedSinceJoin reports whether everything handled before the last
 // rebalance is stored.
-func (b *storeBehind) storedSinceJoin(p *Pipeline) bool {
+func storedSinceJoin(p *Pipeline) bool {
 	for _, st := range p.partitions {
 		if st.stored != unknownOffset && st.atJoin > st.stored {
 			return false
