@@ -55,11 +55,16 @@ var ColumnNames = []string{
 }
 
 // Values returns the column slices in ColumnNames order.
-func (c *Columns) Values() []any {
-	return []any{c.EventID, c.TS, c.TerminalID, c.MerchantID, c.Outcome, c.Cause, c.Code, c.KnownCode,
-		c.ResponseCode, c.TerminalError, c.Scheme, c.TxnType, c.AmountMinor, c.Currency, c.EntryMode,
-		c.CardBIN, c.IssuerID, c.AcquirerID, c.HostID, c.Region, c.Network, c.Carrier, c.Model,
-		c.Firmware, c.SignalDBM, c.LatencyMS, c.BatteryPct, c.SourceTopic, c.SourcePartition, c.SourceOffset}
+func (c *Columns) Values() []any { return c.Rows(0, c.Len()) }
+
+// Rows returns rows [lo, hi) of every column, in ColumnNames order.
+func (c *Columns) Rows(lo, hi int) []any {
+	return []any{c.EventID[lo:hi], c.TS[lo:hi], c.TerminalID[lo:hi], c.MerchantID[lo:hi], c.Outcome[lo:hi], c.Cause[lo:hi],
+		c.Code[lo:hi], c.KnownCode[lo:hi], c.ResponseCode[lo:hi], c.TerminalError[lo:hi], c.Scheme[lo:hi], c.TxnType[lo:hi],
+		c.AmountMinor[lo:hi], c.Currency[lo:hi], c.EntryMode[lo:hi], c.CardBIN[lo:hi], c.IssuerID[lo:hi], c.AcquirerID[lo:hi],
+		c.HostID[lo:hi], c.Region[lo:hi], c.Network[lo:hi], c.Carrier[lo:hi], c.Model[lo:hi], c.Firmware[lo:hi],
+		c.SignalDBM[lo:hi], c.LatencyMS[lo:hi], c.BatteryPct[lo:hi], c.SourceTopic[lo:hi], c.SourcePartition[lo:hi],
+		c.SourceOffset[lo:hi]}
 }
 
 // Len is the number of rows.

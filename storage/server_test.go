@@ -218,6 +218,73 @@ func TestInsertModeOnTheWire(t *testing.T) {
 	}
 }
 
+// TestAnInsertOfManyWireBlocksIsOnePart: Client.Insert sends a batch in
+// blocks of a few thousand rows; the server still makes of it one part
+// per day partition of events and of each rollup (not one per block: more
+// parts would cost merges), and the same token again is dropped whole,
+// in the table and in every view.
+func TestAnInsertOfManyWireBlocksIsOnePart(t *testing.T) {
+	s, c := migrated(t, nil)
+	ctx := context.Background()
+	for _, tbl := range []string{"events", "terminal_minutes", "scope_minutes", "ingest_offsets"} {
+		chtest.Query(t, s, "SYSTEM STOP MERGES declinemon."+tbl)
+	}
+	batch := recent(3*8192+5, 0)
+	cols := columnsOf(batch)
+	token := storage.Token(batch)
+	if err := c.Insert(ctx, cols, token); err != nil {
+		t.Fatal(err)
+	}
+	days := len(dayPartitions(batch))
+	parts := func() map[string]string {
+		out := map[string]string{}
+		for _, r := range chtest.Query(t, s, `SELECT table, toString(count()) FROM system.parts
+			WHERE database = 'declinemon' AND table != 'schema_migrations' AND active GROUP BY table`) {
+			out[r[0]] = r[1]
+		}
+		return out
+	}
+	// events are partitioned by day, the rollups by month, ingest_offsets
+	// not at all.
+	months := len(monthPartitions(batch))
+	want := map[string]string{"events": strconv.Itoa(days), "terminal_minutes": strconv.Itoa(months),
+		"scope_minutes": strconv.Itoa(months), "ingest_offsets": "1"}
+	if got := parts(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("active parts after one insert of %d rows: %v, want %v", len(batch), got, want)
+	}
+	once := stored{events: len(batch), terminalMinutes: len(batch), scopeMinutes: len(batch)}
+	if st := readStored(t, s); st != once {
+		t.Fatalf("after one insert: %+v, want %+v", st, once)
+	}
+	if err := c.Insert(ctx, cols, token); err != nil {
+		t.Fatal(err)
+	}
+	if st := readStored(t, s); st != once {
+		t.Errorf("the same token twice: %+v, want the rows once %+v", st, once)
+	}
+	if got := parts(); !reflect.DeepEqual(got, want) {
+		t.Errorf("active parts after the same insert again: %v, want %v", got, want)
+	}
+}
+
+// dayPartitions counts batch's events per UTC day.
+func dayPartitions(batch []event.Classified) map[string]int {
+	out := map[string]int{}
+	for i := range batch {
+		out[batch[i].Event.Time.UTC().Format(time.DateOnly)]++
+	}
+	return out
+}
+
+// monthPartitions counts batch's events per UTC month.
+func monthPartitions(batch []event.Classified) map[string]int {
+	out := map[string]int{}
+	for i := range batch {
+		out[batch[i].Event.Time.UTC().Format("2006-01")]++
+	}
+	return out
+}
+
 // TestColumnsRoundTripOnTheWire: every column the writer fills comes back
 // as sent, edge values included (absent numbers, millisecond times,
 // non-ASCII ids, the widest partition and offset).
