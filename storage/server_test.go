@@ -256,6 +256,16 @@ func TestAnInsertOfManyWireBlocksIsOnePart(t *testing.T) {
 	if st := readStored(t, s); st != once {
 		t.Fatalf("after one insert: %+v, want %+v", st, once)
 	}
+	// Fresh parts are compact up to 128 MB (migration 005), in the tables
+	// every insert writes a large part of.
+	for _, tbl := range []string{"events", "terminal_minutes", "scope_minutes"} {
+		if v := chtest.Value(t, s, "SELECT extract(engine_full, 'min_bytes_for_wide_part = (\\d+)') FROM system.tables WHERE database = 'declinemon' AND name = '"+tbl+"'"); v != "134217728" {
+			t.Errorf("%s: min_bytes_for_wide_part %q, want 134217728", tbl, v)
+		}
+		if v := chtest.Value(t, s, "SELECT arrayStringConcat(groupUniqArray(part_type)) FROM system.parts WHERE database = 'declinemon' AND active AND table = '"+tbl+"'"); v != "Compact" {
+			t.Errorf("%s: parts are %q, want Compact", tbl, v)
+		}
+	}
 	if err := c.Insert(ctx, cols, token); err != nil {
 		t.Fatal(err)
 	}
