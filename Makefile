@@ -145,6 +145,7 @@ bench-storage: kafka-jars chdb-lib
 	$(GO) test -run '^$$' -bench 'BenchmarkRunKafkaClickHouse' -benchtime 3x -timeout 30m ./pipeline
 	$(GO) test -run '^$$' -bench 'WriterOnServer|WriterOwnPart' -benchtime 20x ./storage
 	$(GO) test -run '^$$' -bench 'ServerCostOfViews' -benchtime 10x ./storage
+	$(GO) test -run '^$$' -bench 'ServerPartLayout' -benchtime 2x -timeout 30m ./storage
 
 build:
 	$(GO) build -o bin/ ./cmd/...

@@ -289,3 +289,69 @@ func BenchmarkTokenOf50k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/row")
 }
+
+// BenchmarkServerPartLayout is what the server spends per event on inserts
+// and on the merges they cause, for the layout of fresh parts: wide (a
+// file per column, ClickHouse's default for parts over 10 MB) and as
+// shipped (compact up to 128 MB, migration 005). Each op is 3M events of
+// dayBatch (the scenario fleet's morning, ids made unique per pass) in
+// 100,000-event Writer.Write batches, then the wait until no merge has run
+// for 3 s: ch-cpu-µs/event counts the server's CPU over both.
+func BenchmarkServerPartLayout(b *testing.B) {
+	const passes = 3
+	day := dayBatch(b, 1_000_000)
+	ids := make([]string, len(day))
+	for i := range day {
+		ids[i] = day[i].Event.ID
+	}
+	for _, layout := range []struct {
+		name string
+		wide int
+	}{{"wide", 10 << 20}, {"compact-to-128MB", 0}} {
+		b.Run(layout.name, func(b *testing.B) {
+			s := chtest.Start(b)
+			c := chtest.Open(b, s, chserver.User{}, storage.SchemaConfig{})
+			ctx := context.Background()
+			var cpu time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				chtest.Query(b, s, "DROP DATABASE IF EXISTS declinemon SYNC")
+				if _, err := storage.Migrate(ctx, c, storage.SchemaConfig{}); err != nil {
+					b.Fatal(err)
+				}
+				if layout.wide != 0 {
+					for _, t := range []string{"events", "terminal_minutes", "scope_minutes"} {
+						chtest.Query(b, s, "ALTER TABLE declinemon."+t+" MODIFY SETTING min_bytes_for_wide_part = "+strconv.Itoa(layout.wide))
+					}
+				}
+				w := storage.NewWriter(c, storage.WriterConfig{})
+				b.StartTimer()
+				ch0 := proctest.CPU(s.Pid())
+				var next int64
+				for pass := range passes {
+					for i := range day {
+						day[i].Event.ID = ids[i] + "-" + strconv.Itoa(pass)
+					}
+					for lo := 0; lo < len(day); lo += 100_000 {
+						batch := day[lo : lo+100_000]
+						next = position(batch, next)
+						if err := w.Write(ctx, batch); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				for quiet := 0; quiet < 6; {
+					time.Sleep(500 * time.Millisecond)
+					if chtest.Value(b, s, "SELECT count() FROM system.merges WHERE database = 'declinemon'") == "0" {
+						quiet++
+					} else {
+						quiet = 0
+					}
+				}
+				cpu += proctest.CPU(s.Pid()) - ch0
+			}
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*passes*len(day)), "ch-cpu-µs/event")
+			b.Logf("parts at the end: %v", chtest.Query(b, s, "SELECT table, part_type, count(), sum(rows) FROM system.parts WHERE database = 'declinemon' AND active AND table IN ('events', 'terminal_minutes', 'scope_minutes') GROUP BY table, part_type ORDER BY table, part_type"))
+		})
+	}
+}
