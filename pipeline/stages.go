@@ -429,6 +429,16 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 			p.log.Warn("giving up on this commit; the checkpoint covering it is durable and the next one commits again", zap.Error(err))
 			p.pending = 0
 			return nil
+		case se != nil && se.stage == "commit" && attempt >= 3 && p.behind != nil:
+			// With storage, what is handled but not stored yet is staged or
+			// to be re-read: forgetting the partitions' state would let the
+			// next commit pass it (the consumer usually keeps its
+			// partitions). The positions stay, capped at what is stored,
+			// and the next flush commits again; a rebalance is handled as
+			// any other (tellReassigned).
+			p.log.Warn("giving up on this commit; the next flush commits again, never past what is stored", zap.Error(err))
+			p.pending = 0
+			return nil
 		case se != nil && se.stage == "commit" && attempt >= 3:
 			// Typically a rebalance took the partitions away: the new owner
 			// re-reads from the last committed offset (at-least-once).

@@ -99,3 +99,64 @@ func TestStoreBehindReReadAfterAFailedCommit(t *testing.T) {
 		t.Errorf("never stored: %v; stored=%d, committed through %d", lost, st.stored, last[0].Offset)
 	}
 }
+
+// TestStoreBehindCommitGivenUpWithoutCheckpoints: without detector
+// checkpoints, a commit that fails three times is given up while events
+// are staged but not stored, and the consumer keeps its partition and
+// goes on. Nothing may be committed past what is stored: the staged
+// events are stored later, or re-read.
+func TestStoreBehindCommitGivenUpWithoutCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	store := &ackStore{}
+	p, err := New(Options{Store: store, BatchSize: 1000, StoreBatchSize: 5, FlushInterval: time.Hour, Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &flakyCommitSrc{memSource: &memSource{}}
+	msgs := eventMessages(20)
+	wait := func() {
+		for p.behind.job.running() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := range 5 {
+		p.handle(&msgs[i])
+	}
+	if err := p.flush(ctx, src); err != nil { // cuts 0..4
+		t.Fatal(err)
+	}
+	wait()
+	for i := 5; i < 8; i++ { // staged, not due
+		p.handle(&msgs[i])
+	}
+	src.fails = 3
+	if err := p.flushRetrying(ctx, src); err != nil { // 0..4 stored; the commit is given up
+		t.Fatal(err)
+	}
+	for i := 8; i < 20; i++ { // the consumer goes on
+		p.handle(&msgs[i])
+		if err := p.flush(ctx, src); err != nil {
+			t.Fatal(err)
+		}
+		wait()
+	}
+	if src.rewinds > 0 { // a re-read delivers again from the last commit
+		for i := 5; i < 20; i++ {
+			p.handle(&msgs[i])
+		}
+	}
+	p.final = true
+	if err := p.flush(ctx, src); err != nil {
+		t.Fatal(err)
+	}
+	last := src.commits[len(src.commits)-1][0].Offset
+	var lost []int64
+	for o := range last {
+		if store.acked[o] == 0 {
+			lost = append(lost, o)
+		}
+	}
+	if len(lost) > 0 {
+		t.Errorf("committed through %d, never stored: %v", last, lost)
+	}
+}
