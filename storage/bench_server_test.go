@@ -295,8 +295,9 @@ func BenchmarkTokenOf50k(b *testing.B) {
 // file per column, ClickHouse's default for parts over 10 MB) and as
 // shipped (compact up to 128 MB, migration 005). Each op is 3M events of
 // dayBatch (the scenario fleet's morning, ids made unique per pass) in
-// 100,000-event Writer.Write batches, then the wait until no merge has run
-// for 3 s: ch-cpu-µs/event counts the server's CPU over both.
+// 100,000-event Writer.Write batches (and 200,000, clickhouse.batch_size),
+// then the wait until no merge has run for 3 s: ch-cpu-µs/event counts
+// the server's CPU over both.
 func BenchmarkServerPartLayout(b *testing.B) {
 	const passes = 3
 	day := dayBatch(b, 1_000_000)
@@ -305,9 +306,10 @@ func BenchmarkServerPartLayout(b *testing.B) {
 		ids[i] = day[i].Event.ID
 	}
 	for _, layout := range []struct {
-		name string
-		wide int
-	}{{"wide", 10 << 20}, {"compact-to-128MB", 0}} {
+		name  string
+		wide  int
+		batch int
+	}{{"wide", 10 << 20, 100_000}, {"compact-to-128MB", 0, 100_000}, {"compact-to-128MB/batch=200000", 0, 200_000}} {
 		b.Run(layout.name, func(b *testing.B) {
 			s := chtest.Start(b)
 			c := chtest.Open(b, s, chserver.User{}, storage.SchemaConfig{})
@@ -332,8 +334,8 @@ func BenchmarkServerPartLayout(b *testing.B) {
 					for i := range day {
 						day[i].Event.ID = ids[i] + "-" + strconv.Itoa(pass)
 					}
-					for lo := 0; lo < len(day); lo += 100_000 {
-						batch := day[lo : lo+100_000]
+					for lo := 0; lo < len(day); lo += layout.batch {
+						batch := day[lo : lo+layout.batch]
 						next = position(batch, next)
 						if err := w.Write(ctx, batch); err != nil {
 							b.Fatal(err)
