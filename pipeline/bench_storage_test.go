@@ -42,7 +42,10 @@ const chBenchEvents = 1_000_000
 // the processing goroutine spent in the store stage (the inserts).
 // cpu-µs/event splits the machine's CPU between this process (go), the
 // ClickHouse server (ch) and the broker (kafka); MB-peak is each
-// process's peak resident memory during the run.
+// process's peak resident memory during the run. ch-cpu-µs/event-merged
+// is the server's CPU until the merges the run caused have run too
+// (untimed): a floor of its share in service, where merges go on at the
+// inserts' rate and larger ones follow.
 func BenchmarkRunKafkaClickHouse(b *testing.B) {
 	// The collector as `declinemon run` sets it.
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
@@ -154,7 +157,7 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 		name string
 		pid  int
 	}{{"go", os.Getpid()}, {"ch", s.Pid()}, {"kafka", broker}}
-	var total, flowing, storing time.Duration
+	var total, flowing, storing, settled time.Duration
 	cpu := make([]time.Duration, len(procs))
 	peak := make([]int64, len(procs))
 	var mallocs, allocBytes uint64
@@ -237,6 +240,18 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 				b.Fatal(err)
 			}
 		}
+		// What the server spends once the merges this run's inserts caused
+		// have run (untimed): in service they go on at the rate of the
+		// inserts, so this is the server's share at that rate.
+		for quiet, until := 0, time.Now().Add(time.Minute); quiet < 6 && time.Now().Before(until); {
+			time.Sleep(500 * time.Millisecond)
+			if chtest.Value(b, s, "SELECT count() FROM system.merges WHERE database = 'declinemon'") == "0" {
+				quiet++
+			} else {
+				quiet = 0
+			}
+		}
+		settled += proctest.CPU(s.Pid()) - cpu0[1]
 		st := w.Stats()
 		if st.Retries.Load() != 0 {
 			b.Fatalf("writer retried %d inserts: the server failed", st.Retries.Load())
@@ -257,6 +272,7 @@ func benchStoredRuns(b *testing.B, br *kafkatest.Broker, s *chserver.Server, cli
 	b.ReportMetric(events/total.Seconds(), "events/s")
 	b.ReportMetric(events/flowing.Seconds(), "events/s-flowing")
 	b.ReportMetric(storing.Seconds()/total.Seconds(), "store-share")
+	b.ReportMetric(float64(settled.Microseconds())/events, "ch-cpu-µs/event-merged")
 	b.ReportMetric(float64(mallocs)/events, "allocs/event")
 	b.ReportMetric(float64(allocBytes)/events, "B/event")
 	for i, p := range procs {
