@@ -440,14 +440,11 @@ func (p *Pipeline) flushRetrying(ctx context.Context, src Source) error {
 			p.pending = 0
 			return nil
 		case se != nil && se.stage == "commit" && attempt >= 3:
-			// Typically a rebalance took the partitions away: the new owner
-			// re-reads from the last committed offset (at-least-once).
+			// Detection alone, without checkpoints. Typically a rebalance
+			// took the partitions away: the new owner re-reads from the
+			// last committed offset (at-least-once).
 			p.log.Warn("giving up on this commit; the partitions' new owner will re-read these messages", zap.Error(err))
-			p.stopCatchUp(false)
 			clear(p.partitions)
-			if p.behind != nil {
-				p.behind.drop()
-			}
 			p.counters.forgetLag()
 			p.last = nil
 			p.pending = 0

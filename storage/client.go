@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -19,11 +20,15 @@ import (
 
 // Config is the `clickhouse:` section. Storage is off when Addr is empty.
 type Config struct {
-	Addr         []string      `yaml:"addr"` // host:9000 (native protocol)
-	Username     string        `yaml:"username"`
-	Password     secret.String `yaml:"password"` // prefer DECLINEMON_CLICKHOUSE_PASSWORD
-	TLS          bool          `yaml:"tls"`
-	DialTimeout  time.Duration `yaml:"dial_timeout"`
+	Addr        []string      `yaml:"addr"` // host:9000 (native protocol)
+	Username    string        `yaml:"username"`
+	Password    secret.String `yaml:"password"` // prefer DECLINEMON_CLICKHOUSE_PASSWORD
+	TLS         bool          `yaml:"tls"`
+	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// WriteTimeout bounds each write to the server (default 1m): a server
+	// that takes no bytes for that long fails the insert, which the
+	// writer retries, instead of holding it.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	MaxOpenConns int           `yaml:"max_open_conns"`
 	SchemaConfig `yaml:",inline"`
 	// ConsumerGroup was storage's own Kafka group in earlier versions; it
@@ -58,8 +63,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("clickhouse.business_timezone: %q is not an IANA time zone", c.BusinessTimezone))
 		}
 	}
-	if c.EventsTTLDays < 0 || c.RollupTTLDays < 0 || c.DialTimeout < 0 || c.MaxOpenConns < 0 || c.Consumers < 0 || c.BatchSize < 0 {
-		errs = append(errs, errors.New("clickhouse: ttl days, dial_timeout, max_open_conns, consumers and batch_size must not be negative"))
+	if c.EventsTTLDays < 0 || c.RollupTTLDays < 0 || c.DialTimeout < 0 || c.WriteTimeout < 0 || c.MaxOpenConns < 0 || c.Consumers < 0 || c.BatchSize < 0 {
+		errs = append(errs, errors.New("clickhouse: ttl days, dial_timeout, write_timeout, max_open_conns, consumers and batch_size must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -89,14 +94,91 @@ func Open(cfg Config) (*Client, error) {
 		ConnMaxLifetime:  time.Hour,
 		ConnOpenStrategy: clickhouse.ConnOpenInOrder,
 	}
+	var tlsConfig *tls.Config
 	if cfg.TLS {
-		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	opts.DialContext = dialer(cfg.DialTimeout, cfg.WriteTimeout, tlsConfig)
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening clickhouse: %w", err)
 	}
 	return &Client{conn: conn, cfg: cfg}, nil
+}
+
+// dialer is how the client connects: TCP (and TLS when configured, as
+// clickhouse-go would), every connection bounding its writes.
+func dialer(dialTimeout, writeTimeout time.Duration, tlsConfig *tls.Config) func(context.Context, string) (net.Conn, error) {
+	if dialTimeout == 0 {
+		dialTimeout = 30 * time.Second // clickhouse-go's default
+	}
+	if writeTimeout == 0 {
+		writeTimeout = time.Minute
+	}
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: dialTimeout}
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		if tlsConfig != nil {
+			c := tlsConfig.Clone()
+			if c.ServerName == "" {
+				c.ServerName, _, _ = net.SplitHostPort(addr)
+			}
+			t := tls.Client(conn, c)
+			hctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			defer cancel()
+			if err := t.HandshakeContext(hctx); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			conn = t
+		}
+		return &writeBounded{Conn: conn, timeout: writeTimeout}, nil
+	}
+}
+
+// writeBounded gives every write a deadline: timeout from its start, or
+// the deadline clickhouse-go set from a context when that is sooner.
+// clickhouse-go watches an insert's context only while it sends the last
+// block (Insert checks it between blocks), and sets no write deadline of
+// its own: a server that stops reading would otherwise hold the insert
+// until the kernel gives up on the connection.
+type writeBounded struct {
+	net.Conn
+	timeout time.Duration
+
+	mu  sync.Mutex
+	set time.Time // the write deadline clickhouse-go set (zero: none)
+}
+
+func (c *writeBounded) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	d := time.Now().Add(c.timeout)
+	if !c.set.IsZero() && c.set.Before(d) {
+		d = c.set
+	}
+	err := c.Conn.SetWriteDeadline(d)
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *writeBounded) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.set = t
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *writeBounded) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.set = t
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // Close closes the connections.
@@ -152,16 +234,21 @@ func InsertSettings(token string) clickhouse.Settings {
 }
 
 // wireBlockRows is how many rows go into each block of an insert on the
-// wire. One INSERT is still one part (the server squashes the blocks of
-// one insert up to a million rows, and the deduplication token covers
-// what it squashed), but the client fills one block of this size again
-// and again instead of growing a whole batch's worth of wire columns:
-// 100K-event inserts allocated 2.4 KB per event for them, most of
-// declinemon's garbage (README, Performance).
+// wire. The client fills one block of this size again and again instead
+// of growing a whole batch's worth of wire columns: 100K-event inserts
+// allocated 2.4 KB per event for them, most of declinemon's garbage
+// (README, Performance). The server squashes the blocks of one INSERT
+// again, so a batch under its squashing thresholds (min_insert_block_size_rows
+// and _bytes: about a million rows, 256 MB) is still one part per
+// partition, and its token drops a retry whole (verified on 26.7). A larger
+// batch becomes several parts, each deduplicated by the token and its
+// number, so a retry of the same columns is exact all the same.
 const wireBlockRows = 8192
 
 // Insert implements Inserter: one columnar batch with InsertSettings,
-// sent in blocks of wireBlockRows.
+// sent in blocks of wireBlockRows. ctx is checked between blocks and
+// watched while the last is sent; each write is bounded by the
+// connection's write timeout (Config.WriteTimeout).
 func (c *Client) Insert(ctx context.Context, cols *Columns, token string) error {
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(InsertSettings(token)))
 	b, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.cfg.Database+".events ("+strings.Join(ColumnNames, ", ")+")")
@@ -170,6 +257,10 @@ func (c *Client) Insert(ctx context.Context, cols *Columns, token string) error 
 	}
 	for lo := 0; lo < cols.Len(); lo += wireBlockRows {
 		if lo > 0 {
+			if err := ctx.Err(); err != nil {
+				b.Abort()
+				return err
+			}
 			if err := b.Flush(); err != nil {
 				b.Abort()
 				return classify(err)
