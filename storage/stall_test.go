@@ -15,25 +15,22 @@ import (
 	"github.com/declinemon/declinemon/storage"
 )
 
-// stallingProxy forwards one client's connections to addr and, once
-// after bytes from a client, stops reading from it (the connection stays
-// open): a server that hangs mid-insert, or a network that drops every
-// segment without a reset.
-type stallingProxy struct {
-	ln    net.Listener
-	after int64
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newStallingProxy(t *testing.T, addr string, after int64) *stallingProxy {
+// forward accepts connections on ln, dials addr for each and hands both
+// ends to pipe. It returns what closes the listener and every connection
+// (also run at the test's end).
+func forward(t *testing.T, ln net.Listener, addr string, pipe func(client, server net.Conn)) (closeAll func()) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	closeAll = func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
 	}
-	p := &stallingProxy{ln: ln, after: after}
-	t.Cleanup(p.close)
+	t.Cleanup(closeAll)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -45,25 +42,29 @@ func newStallingProxy(t *testing.T, addr string, after int64) *stallingProxy {
 				c.Close()
 				continue
 			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, s)
-			p.mu.Unlock()
-			go io.Copy(c, s) //nolint:errcheck // ends with the connections
-			go func() {
-				io.CopyN(s, c, p.after) //nolint:errcheck // then reads no more
-			}()
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			pipe(c, s)
 		}
 	}()
-	return p
+	return closeAll
 }
 
-func (p *stallingProxy) close() {
-	p.ln.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range p.conns {
-		c.Close()
+// stallingProxy forwards to addr and, after bytes from a client, stops
+// reading from it (the connection stays open): a server that hangs
+// mid-insert, or a network that drops every segment without a reset. It
+// returns its address and what closes it.
+func stallingProxy(t *testing.T, addr string, after int64) (string, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	return ln.Addr().String(), forward(t, ln, addr, func(c, s net.Conn) {
+		go io.Copy(c, s)         //nolint:errcheck // ends with the connections
+		go io.CopyN(s, c, after) //nolint:errcheck // then reads no more
+	})
 }
 
 // TestInsertToAServerThatStopsReading: the server stops taking the
@@ -73,9 +74,9 @@ func (p *stallingProxy) close() {
 // block), and nothing is stored.
 func TestInsertToAServerThatStopsReading(t *testing.T) {
 	s, _ := migrated(t, nil)
-	proxy := newStallingProxy(t, s.TCPAddr, 64<<10)
+	proxyAddr, closeProxy := stallingProxy(t, s.TCPAddr, 64<<10)
 	cfg := chtest.Config(s, chserver.User{})
-	cfg.Addr = []string{proxy.ln.Addr().String()}
+	cfg.Addr = []string{proxyAddr}
 	cfg.WriteTimeout = 2 * time.Second
 	c, err := storage.Open(cfg)
 	if err != nil {
@@ -95,7 +96,7 @@ func TestInsertToAServerThatStopsReading(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the insert still hangs 30 s after the server stopped reading, with a 2 s write timeout")
 	}
-	proxy.close()
+	closeProxy()
 	time.Sleep(500 * time.Millisecond)
 	if st := readStored(t, s); st != (stored{}) {
 		t.Errorf("stored after a failed insert: %+v", st)

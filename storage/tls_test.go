@@ -47,22 +47,10 @@ func tlsProxy(t *testing.T, addr string) (string, *x509.CertPool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { io.Copy(s, c); s.Close() }() //nolint:errcheck // ends with the connections
-			go func() { io.Copy(c, s); c.Close() }() //nolint:errcheck // ends with the connections
-		}
-	}()
+	forward(t, ln, addr, func(c, s net.Conn) {
+		go func() { io.Copy(s, c); s.Close() }() //nolint:errcheck // ends with the connections
+		go func() { io.Copy(c, s); c.Close() }() //nolint:errcheck // ends with the connections
+	})
 	return ln.Addr().String(), pool
 }
 
