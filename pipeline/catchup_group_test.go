@@ -147,22 +147,17 @@ type groupReader struct {
 }
 
 func (r *groupReader) Fetch(ctx context.Context) (ingest.Message, error) {
-	for {
+	return pollMessage(ctx, func() (ingest.Message, bool) {
 		r.s.mu.Lock()
-		if r.next < r.s.avail[r.p] {
-			m := r.s.parts[r.p][r.next]
-			r.next++
-			r.s.readByReaders++
-			r.s.mu.Unlock()
-			return m, nil
+		defer r.s.mu.Unlock()
+		if r.next >= r.s.avail[r.p] {
+			return ingest.Message{}, false
 		}
-		r.s.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ingest.Message{}, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
+		m := r.s.parts[r.p][r.next]
+		r.next++
+		r.s.readByReaders++
+		return m, true
+	})
 }
 
 func (r *groupReader) Close() error {

@@ -54,16 +54,26 @@ type memReader struct {
 }
 
 func (r *memReader) Fetch(ctx context.Context) (ingest.Message, error) {
-	for {
+	return pollMessage(ctx, func() (ingest.Message, bool) {
 		r.src.mu.Lock()
+		defer r.src.mu.Unlock()
 		for ; r.next < len(r.src.msgs); r.next++ {
 			if msg := r.src.msgs[r.next]; msg.Topic == r.topic && msg.Partition == r.partition && msg.Offset >= r.from {
 				r.next++
-				r.src.mu.Unlock()
-				return msg, nil
+				return msg, true
 			}
 		}
-		r.src.mu.Unlock()
+		return ingest.Message{}, false
+	})
+}
+
+// pollMessage is a test partition reader's Fetch: next every millisecond
+// until it has a message or ctx ends.
+func pollMessage(ctx context.Context, next func() (ingest.Message, bool)) (ingest.Message, error) {
+	for {
+		if m, ok := next(); ok {
+			return m, nil
+		}
 		select {
 		case <-ctx.Done():
 			return ingest.Message{}, ctx.Err()
